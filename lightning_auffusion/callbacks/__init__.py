@@ -1,0 +1,1 @@
+"""Lightning callbacks: sample/audio logging, evaluation, attention figures (import from the submodules)."""

@@ -1,0 +1,196 @@
+"""Objective evaluation during ``fit``: generate a fixed validation prompt set, score it, log it.
+
+Every ``every_n_steps`` training steps and/or at the end of each validation epoch, each rank generates its
+share of the prompts (prompt ``i`` always with seed ``seed + i``), the metrics are computed (torchmetrics
+syncs them across ranks), and rank 0 logs the scalars (``eval/fd``, ``eval/alignment_accuracy``, ...), a
+summary table and a per-clip table with the audio through the trainer's logger (W&B tables and audio when
+it is a ``WandbLogger``). Reference features are computed once and kept. The scalars also go into
+``trainer.callback_metrics`` so ``ModelCheckpoint`` can monitor them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from lightning_auffusion.evaluation.report import COLUMNS
+from lightning_auffusion.evaluation.sources import is_shard_source, iter_folder, iter_shards, list_audio, read_prompts
+from lightning_auffusion.metrics.suite import METRICS, MetricSuite
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationCallback(Callback):
+    """Generate ``prompts`` and log FD/FAD/KL/IS/CLAP/alignment during training.
+
+    Args:
+        prompts: Prompt file (``.txt`` or a manifest with ids, see ``evaluate``) or a list of prompts.
+        reference: Reference audio folder or shards (ids matching the prompt ids pair up for KL); without it
+            only IS, CLAP score and alignment are computed.
+        every_n_steps: Evaluate every N optimizer steps (0: never on a step count).
+        at_validation_end: Evaluate at the end of every validation epoch (not during the sanity check).
+        metrics: Metrics to compute, any of fd, fad, kl, is, clap, alignment.
+        weights_dir: Folder with the extractors' weight files.
+        allow_random_weights: Use random weights for extractors whose files are missing (logged as such).
+        max_prompts: Use only the first N prompts.
+        num_inference_steps: Denoising steps per generation.
+        guidance_scale: Classifier-free guidance scale.
+        scheduler: Sampler name.
+        seed: Seed of prompt 0 (prompt i uses seed + i), fixed across evaluations.
+        batch_size: Generation and extractor batch size.
+        log_audio: How many of rank 0's clips to log as audio (0: none).
+        alignment_loudness: Analyser loudness mode (relative or absolute).
+        prefix: Prefix of the logged keys.
+    """
+
+    def __init__(
+        self,
+        prompts: str | list[str],
+        reference: str | None = None,
+        every_n_steps: int = 0,
+        at_validation_end: bool = True,
+        metrics: list[str] = list(METRICS),  # noqa: B006 - read only
+        weights_dir: str | None = None,
+        allow_random_weights: bool = False,
+        max_prompts: int | None = None,
+        num_inference_steps: int = 25,
+        guidance_scale: float = 7.5,
+        scheduler: str = "pndm",
+        seed: int = 0,
+        batch_size: int = 8,
+        log_audio: int = 4,
+        alignment_loudness: Literal["relative", "absolute"] = "relative",
+        prefix: str = "eval/",
+    ) -> None:
+        super().__init__()
+        if isinstance(prompts, (str, Path)):
+            items = read_prompts(prompts)
+        else:
+            items = {f"{i:05d}": p for i, p in enumerate(prompts)}
+        self.prompts = list(items.items())[:max_prompts] if max_prompts else list(items.items())
+        if not self.prompts:
+            raise ValueError("EvaluationCallback needs at least one prompt")
+        self.reference = reference
+        self.metric_names = [m for m in metrics if reference or m not in ("fd", "fad", "kl")]
+        self.every_n_steps = int(every_n_steps)
+        self.at_validation_end = at_validation_end
+        self.weights_dir = weights_dir
+        self.allow_random_weights = allow_random_weights
+        self.sampling = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
+                         "scheduler": scheduler}
+        self.seed = int(seed)
+        self.batch_size = int(batch_size)
+        self.log_audio = int(log_audio)
+        self.alignment_loudness = alignment_loudness
+        self.prefix = prefix
+        self.suite: MetricSuite | None = None
+        self._reference_done = False
+        self._last_step = -1
+        self.last_results: dict = {}
+
+    # ------------------------------------------------------------------------------------------ setup
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit" or self.suite is not None:
+            return
+        self.suite = MetricSuite(self.metric_names, weights_dir=self.weights_dir,
+                                 allow_random_weights=self.allow_random_weights, device=trainer.strategy.root_device,
+                                 batch_size=self.batch_size, alignment_loudness=self.alignment_loudness,
+                                 keep_reference=True)
+        for name in self.suite.random_weights:
+            log.warning("evaluation: %s runs with random weights; logged numbers are not comparable with "
+                        "published ones", name)
+
+    def _add_reference(self, trainer: Trainer) -> None:
+        if self._reference_done or not self.reference or not any(m in self.suite.names for m in ("fd", "fad", "kl")):
+            self._reference_done = True
+            return
+        rank, world = trainer.global_rank, trainer.world_size
+        if Path(self.reference).is_dir() and not is_shard_source(self.reference):
+            files = list(list_audio(self.reference).items())[rank::world]
+            batches = iter_folder(dict(files), self.batch_size, [])
+        else:
+            batches = (b for i, b in enumerate(iter_shards(self.reference, self.batch_size)) if i % world == rank)
+        for batch in batches:
+            self.suite.update(batch.clips, batch.rates, batch.ids, real=True)
+        self._reference_done = True
+
+    # ------------------------------------------------------------------------------------------ generation
+    def generate_audio(self, pl_module: LightningModule, prompts: list[str],
+                       seeds: list[int]) -> tuple[torch.Tensor, int]:
+        """(B, T) float waveforms and their rate for ``prompts`` (one seed each)."""
+        from lightning_auffusion.diffusion.sampling import generate
+
+        out = generate(pl_module, prompts, seed=seeds, batch_size=self.batch_size, **self.sampling)
+        return out.audio, int(out.sample_rate)
+
+    # ------------------------------------------------------------------------------------------ hooks
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
+            self.run(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.at_validation_end and not trainer.sanity_checking and trainer.global_step != self._last_step:
+            self.run(trainer, pl_module)
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def run(self, trainer: Trainer, pl_module: LightningModule) -> dict:
+        """Generate, score, log; returns the metrics (same on every rank)."""
+        if self.suite is None:
+            self.setup(trainer, pl_module, "fit")
+        self._last_step = trainer.global_step
+        self._add_reference(trainer)
+        rank, world = trainer.global_rank, trainer.world_size
+        mine = [(i, *self.prompts[i]) for i in range(rank, len(self.prompts), world)]
+        was_training = pl_module.training
+        pl_module.eval()
+        clips, rate = [], 16000
+        try:
+            for start in range(0, len(mine), self.batch_size):
+                chunk = mine[start : start + self.batch_size]
+                seeds = [self.seed + i for i, _, _ in chunk]
+                audio, rate = self.generate_audio(pl_module, [c for _, _, c in chunk], seeds)
+                audio = audio.detach().float().cpu()
+                self.suite.update(list(audio), rate, [k for _, k, _ in chunk], [c for _, _, c in chunk], real=False)
+                clips.extend(audio[: max(self.log_audio - len(clips), 0)])
+        finally:
+            pl_module.train(was_training)
+        results = self.suite.compute()
+        records = list(self.suite.records)
+        self.suite.reset()
+        self.last_results = results
+        scalars = {f"{self.prefix}{k}": float(v) for k, v in results.items()
+                   if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}
+        for key, value in scalars.items():
+            trainer.callback_metrics[key] = torch.tensor(value)
+        if trainer.is_global_zero and trainer.logger is not None:
+            self._log(trainer, scalars, results, records, clips, rate)
+        return results
+
+    def _log(self, trainer: Trainer, scalars: dict, results: dict, records: list[dict], clips: list, rate: int) -> None:
+        logger, step = trainer.logger, trainer.global_step
+        random = self.suite.random_weights
+        scalars[f"{self.prefix}random_weights"] = float(bool(random))
+        logger.log_metrics(scalars, step=step)
+        if hasattr(logger, "log_table"):
+            cols = [c for c in COLUMNS if c[1] in results]
+            summary = [[step] + [results.get(key) for _, key, _ in cols] + [", ".join(random) or "none"]]
+            logger.log_table(key=f"{self.prefix}summary", columns=["step"] + [c[0] for c in cols] + ["random weights"],
+                             data=summary, step=step)
+            rows = []
+            for record in records:
+                verdicts = record.get("alignment") or {}
+                acc = sum(verdicts.values()) / len(verdicts) if verdicts else None
+                rows.append([record["id"], record["caption"], record.get("clap"), acc])
+            logger.log_table(key=f"{self.prefix}clips", columns=["id", "prompt", "clap_cosine", "alignment_accuracy"],
+                             data=rows, step=step)
+        if clips and hasattr(logger, "log_audio"):
+            logger.log_audio(key=f"{self.prefix}audio", audios=[np.asarray(c.numpy()) for c in clips], step=step,
+                             sample_rate=[rate] * len(clips), caption=[r["caption"] for r in records[: len(clips)]])

@@ -1,0 +1,125 @@
+"""Evaluation reports: a JSON document and a Markdown table in the paper's column order (FD, FAD, KL, IS, CLAP),
+followed by the synthetic alignment accuracy, with plain-words notes on weights, pairing and resampling."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+# (column title, result key, format): the paper's order, then the project's offline metric
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("FD", "fd", "{:.2f}"),
+    ("FAD", "fad", "{:.2f}"),
+    ("KL", "kl", "{:.2f}"),
+    ("IS", "is_mean", "{:.2f}"),
+    ("CLAP", "clap_score", "pct"),
+    ("Alignment acc.", "alignment_accuracy", "pct"),
+    ("Clips all correct", "alignment_clip_accuracy", "pct"),
+)
+
+PUBLISHED_AUDIOCAPS: tuple[tuple[str, tuple[float, float, float, float, float]], ...] = (
+    ("Auffusion (AC only)", (21.99, 1.63, 1.36, 10.57, 55.3)),
+    ("Auffusion-Full, CLAP", (21.92, 1.57, 1.35, 10.01, 58.3)),
+    ("Tango", (24.82, 1.77, 1.43, 7.20, 55.0)),
+    ("AudioLDM2-large", (25.59, 2.19, 1.70, 7.83, 47.9)),
+)
+
+RANDOM_WEIGHTS_NOTICE = (
+    "NOT COMPARABLE WITH PUBLISHED NUMBERS: {names} ran with random weights because their pretrained weight "
+    "files were not found. FD, FAD, KL, IS and CLAP below only show that the pipeline runs; the synthetic "
+    "alignment accuracy does not depend on these weights."
+)
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if fmt == "pct":
+        return f"{100.0 * value:.1f}%"
+    return fmt.format(value)
+
+
+def columns_for(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [col for col in COLUMNS if col[1] in metrics]
+
+
+def markdown_report(report: dict[str, Any], label: str = "generated") -> str:
+    """The Markdown page of a report made by ``build_report``."""
+    metrics = report["metrics"]
+    cols = columns_for(metrics)
+    lines = ["# Objective evaluation", ""]
+    if not report["comparable_with_published"]:
+        lines += [f"> **{report['notice']}**", ""]
+    lines += ["| run | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---|" * len(cols)]
+    row = [_cell(metrics.get(key), fmt) for _, key, fmt in cols]
+    if "is_mean" in metrics and metrics.get("is_std") is not None and metrics.get("is_mean") is not None:
+        row[[c[1] for c in cols].index("is_mean")] += f" ± {metrics['is_std']:.2f}"
+    lines.append(f"| {label} | " + " | ".join(row) + " |")
+    if report["comparable_with_published"] and any(c[1] == "fd" for c in cols):
+        lines += ["", "Published (AudioCaps test, from the papers; only comparable on the same test set):", "",
+                  "| model | FD | FAD | KL | IS | CLAP |", "|---|---|---|---|---|---|"]
+        for name, (fd, fad, kl, is_, clap) in PUBLISHED_AUDIOCAPS:
+            lines.append(f"| {name} | {fd} | {fad} | {kl} | {is_} | {clap}% |")
+    lines += ["", "## Notes", ""]
+    lines += [f"- {note}" for note in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def build_report(
+    metrics: dict[str, Any],
+    details: dict[str, Any],
+    weights: dict[str, str],
+    random_weights: list[str],
+    resampling: dict[str, int],
+    skipped: list[dict[str, str]],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSON-ready report: metrics, whether they compare with published ones, and notes in plain words."""
+    comparable = not random_weights
+    notes: list[str] = []
+    notice = RANDOM_WEIGHTS_NOTICE.format(names=", ".join(random_weights)) if random_weights else ""
+    for text in weights.values():
+        notes.append(f"Extractor {text}.")
+    notes.append(f"{metrics.get('generated', 0)} generated clips, {metrics.get('reference', 0)} reference clips.")
+    if "kl_pairing" in details:
+        notes.append(f"KL pairs clips by file name: {details['kl_pairing']['summary']}.")
+    if details.get("is_splits") not in (None, 10) and "is_mean" in metrics:
+        notes.append(f"IS used {details['is_splits']} splits (fewer clips than 10), not the standard 10.")
+    if "alignment_accuracy" in metrics:
+        notes.append(f"Alignment: {metrics.get('alignment_attributes_judged', 0)} attributes judged; "
+                     f"{metrics.get('alignment_unparseable', 0)} prompts are not synthetic-grammar captions.")
+    if metrics.get("uncaptioned"):
+        notes.append(f"{metrics['uncaptioned']} generated clips have no prompt: no CLAP score or alignment for them.")
+    for what, count in sorted(resampling.items()):
+        notes.append(f"Resampled {count} clips ({what}).")
+    if not resampling:
+        notes.append("No resampling was needed (every clip was already at each extractor's rate).")
+    for name, reason in details.get("errors", {}).items():
+        notes.append(f"{name} not computed: {reason}")
+    if skipped:
+        shown = "; ".join(f"{s['source']} ({s['reason']})" for s in skipped[:10])
+        notes.append(f"{len(skipped)} files skipped: {shown}")
+    return {
+        "metrics": metrics,
+        "comparable_with_published": comparable,
+        "notice": notice,
+        "random_weights": random_weights,
+        "weights": weights,
+        "notes": notes,
+        "details": details,
+        "resampling": dict(resampling),
+        "skipped": skipped,
+        "inputs": inputs,
+    }
+
+
+def write_report(report: dict[str, Any], output: str | Path, label: str = "generated") -> tuple[Path, Path]:
+    """Write ``metrics.json`` and ``metrics.md`` into ``output``; returns their paths."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "metrics.json", out / "metrics.md"
+    json_path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    md_path.write_text(markdown_report(report, label), encoding="utf-8")
+    return json_path, md_path

@@ -1,0 +1,128 @@
+"""EvaluationCallback inside a real Trainer.fit with a tiny module, a stand-in generator and a recording logger."""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.loggers import Logger
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_auffusion.callbacks.evaluation import EvaluationCallback
+from lightning_auffusion.evaluation import read_prompts
+
+
+class RecordingLogger(Logger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics, self.tables, self.audio = [], [], []
+
+    @property
+    def name(self) -> str:
+        return "recording"
+
+    @property
+    def version(self) -> str:
+        return "0"
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.metrics.append((step, dict(metrics)))
+
+    def log_table(self, key, columns=None, data=None, step=None, **kwargs) -> None:
+        self.tables.append((key, columns, data, step))
+
+    def log_audio(self, key, audios, step=None, **kwargs) -> None:
+        self.audio.append((key, audios, step, kwargs))
+
+
+class TinyModule(LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+        self.modes_seen = []
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", self.layer(batch[0]).pow(2).mean())
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class SmallTagger(torch.nn.Module):
+    """Stands in for Cnn14 (same outputs, cheap): pooled frame energies through fixed random projections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cfg = types.SimpleNamespace(classes_num=527)
+        generator = torch.Generator().manual_seed(0)
+        self.register_buffer("emb", torch.randn(64, 2048, generator=generator))
+        self.register_buffer("cls", torch.randn(64, 527, generator=generator))
+
+    def forward(self, waveform):
+        frames = waveform[:, : waveform.shape[1] // 64 * 64].reshape(waveform.shape[0], 64, -1)
+        energy = frames.pow(2).mean(-1).add(1e-6).log()
+        return {"embedding": torch.relu(energy @ self.emb), "logits": energy @ self.cls}
+
+
+@pytest.fixture
+def small_tagger(monkeypatch):
+    from lightning_auffusion.metrics import suite
+    from lightning_auffusion.metrics.extractors.weights import WeightStatus
+
+    status = WeightStatus("Cnn14", False, None, "stand-in")
+    monkeypatch.setattr(suite, "load_cnn14", lambda **kw: (SmallTagger(), status))
+
+
+class ReplayCallback(EvaluationCallback):
+    """'Generates' the reference clip of each prompt (looked up by caption), so metrics are known-good."""
+
+    def __init__(self, clips_by_caption: dict, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.clips_by_caption = clips_by_caption
+        self.seen = []
+
+    def generate_audio(self, pl_module, prompts, seeds):
+        self.seen.append((list(seeds), pl_module.training))
+        return torch.from_numpy(np.stack([self.clips_by_caption[p] for p in prompts])), 16000
+
+
+def test_callback_generates_scores_and_logs_during_fit(synthetic_set, tiny_clap_backend, small_tagger, tmp_path):
+    captions = read_prompts(synthetic_set["prompts"])
+    ref = synthetic_set["reference"]
+    clips = {captions[f"clip{i}"]: sf.read(ref / f"clip{i}.wav", dtype="float32")[0] for i in range(4)}
+    callback = ReplayCallback(clips, prompts=str(synthetic_set["prompts"]), reference=str(synthetic_set["reference"]),
+                              every_n_steps=3, at_validation_end=True, metrics=["kl", "clap", "alignment"],
+                              weights_dir=str(tmp_path / "none"), allow_random_weights=True, max_prompts=3,
+                              seed=5, batch_size=2, log_audio=2)
+    data = DataLoader(TensorDataset(torch.randn(4, 4)), batch_size=2)
+    logger = RecordingLogger()
+    trainer = Trainer(max_epochs=2, logger=logger, callbacks=[callback], accelerator="cpu", devices=1,
+                      num_sanity_val_steps=1, limit_val_batches=1, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(TinyModule(), data, data)
+
+    steps = [step for step, m in logger.metrics if "eval/kl" in m]
+    assert steps == [2, 3, 4]  # validation end (epoch 0), step 3, validation end (epoch 1); not the sanity check
+    assert callback.seen[0] == ([5, 6], False) and callback.seen[1] == ([7], False)  # fixed seeds, eval mode
+    final = [m for _, m in logger.metrics if "eval/kl" in m][-1]
+    assert final["eval/kl"] == pytest.approx(0.0, abs=1e-6)  # generated == reference for every pair
+    assert final["eval/random_weights"] == 1.0 and final["eval/generated"] == 3 and final["eval/reference"] == 4
+    assert final["eval/alignment_accuracy"] >= 0.75
+    assert trainer.callback_metrics["eval/kl"] == pytest.approx(final["eval/kl"])
+    keys = [t[0] for t in logger.tables]
+    assert keys.count("eval/summary") == 3 and keys.count("eval/clips") == 3
+    _, columns, rows, _ = logger.tables[-1]
+    assert columns == ["id", "prompt", "clap_cosine", "alignment_accuracy"]
+    assert [r[0] for r in rows] == ["clip0", "clip1", "clip2"]
+    key, audios, step, kwargs = logger.audio[-1]
+    assert key == "eval/audio" and len(audios) == 2 and kwargs["sample_rate"] == [16000, 16000] and step == 4
