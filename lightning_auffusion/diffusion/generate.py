@@ -1,0 +1,146 @@
+"""The ``generate`` command: prompts -> 16 kHz WAV files (+ spectrogram PNGs) with a trained or released model.
+
+``python -m lightning_auffusion generate --checkpoint run.ckpt --prompts '["a dog barks"]'`` or
+``--pretrained <released layout dir or hub id> --prompt_file prompts.txt``. Writes
+``<index>_<slug>.wav`` (16-bit PCM), ``<index>_<slug>.png`` and ``prompts.jsonl`` (prompt, seed, files and
+sampling settings per clip) into ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but CUDA is not available; use --device cpu or auto")
+    return resolved
+
+
+def load_pipeline(
+    checkpoint: str | None = None,
+    pretrained: str | None = None,
+    use_ema: bool = True,
+    vocoder: str | None = None,
+):
+    """An ``AuffusionPipeline`` from an ``AuffusionLDM`` checkpoint or a released layout (exactly one)."""
+    from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
+
+    if (checkpoint is None) == (pretrained is None):
+        raise ValueError("give exactly one of --checkpoint (an AuffusionLDM .ckpt) or --pretrained (a released layout or hub id)")
+    if pretrained is not None:
+        from lightning_auffusion.diffusion.interop import load_released
+
+        return load_released(pretrained, vocoder=vocoder)
+    from lightning_auffusion.diffusion.module import AuffusionLDM
+
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} not found (a .ckpt written by `fit` with an LDM config)")
+    module = AuffusionLDM.load_from_checkpoint(checkpoint, map_location="cpu")
+    if vocoder is not None:
+        from lightning_auffusion.vocoder.checkpoint import load_vocoder
+
+        module.vocoder = load_vocoder(vocoder).eval().requires_grad_(False)
+    if use_ema and module.ema is not None:
+        module.ema.copy_to(module.unet.parameters())  # the module is ours alone: no second copy of the U-Net
+    elif use_ema:
+        log.info("%s has no EMA: sampling with the trained weights", checkpoint)
+    module.ema = None
+    return AuffusionPipeline.from_module(module, use_ema=False).freeze()
+
+
+def generate(
+    prompts: list[str] | None = None,
+    prompt_file: str | None = None,
+    checkpoint: str | None = None,
+    pretrained: str | None = None,
+    output_dir: str = "outputs/generate",
+    num_inference_steps: int = 100,
+    guidance_scale: float = 7.5,
+    scheduler: str = "pndm",
+    seed: int = 0,
+    negative_prompt: str | None = None,
+    batch_size: int = 8,
+    duration_seconds: float = 10.0,
+    use_ema: bool = True,
+    spectrograms: bool = True,
+    attention_maps: bool = False,
+    device: str = "auto",
+    dtype: str = "float32",
+    vocoder: str | None = None,
+) -> str:
+    """Generate audio for text prompts and write WAV files, spectrogram PNGs and prompts.jsonl.
+
+    Args:
+        prompts: prompts given on the command line, e.g. '["a dog barks", "rain on a roof"]'.
+        prompt_file: a .txt (one prompt per line), .jsonl or .json file of prompts (added after --prompts).
+        checkpoint: an AuffusionLDM Lightning checkpoint (.ckpt from `fit`).
+        pretrained: a released Auffusion layout: local directory or Hugging Face hub id.
+        output_dir: folder for <index>_<slug>.wav/.png and prompts.jsonl.
+        num_inference_steps: denoising steps (100 as released; 25 already does well).
+        guidance_scale: classifier-free guidance g in eps_u + g (eps_c - eps_u); 1 disables guidance.
+        scheduler: sampling scheduler: pndm (as released), ddim, dpmsolver++ or euler.
+        seed: seed of the first prompt; prompt i uses seed + i whatever the batching.
+        negative_prompt: conditioning that replaces the unconditional zeros (steers away from it).
+        batch_size: prompts denoised together.
+        duration_seconds: audio length to keep (10 s as released); longer durations widen the spectrogram.
+        use_ema: sample with the EMA weights of a checkpoint that kept an EMA.
+        spectrograms: also write a PNG of each generated spectrogram.
+        attention_maps: also write cross-attention maps per prompt token (attention tools).
+        device: auto, cpu, cuda or cuda:<n>.
+        dtype: precision of U-Net, VAE and text encoders: float32, bfloat16 or float16 (GPU).
+        vocoder: another vocoder (a vocoder .ckpt or exported folder) instead of the model's own.
+    """
+    from lightning_auffusion.callbacks.audio_writer import write_generation
+    from lightning_auffusion.diffusion.prompts import collect_prompts
+    from lightning_auffusion.diffusion.sampling import SCHEDULERS
+    from lightning_auffusion.diffusion.sampling import generate as sample
+
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    all_prompts = collect_prompts(prompts, prompt_file)
+    torch_device = resolve_device(device)
+    if torch_device.type == "cpu" and dtype == "float16":
+        raise ValueError("float16 is for GPUs; use --dtype float32 or bfloat16 on the CPU")
+    pipeline = load_pipeline(checkpoint, pretrained, use_ema=use_ema, vocoder=vocoder)
+    pipeline.to(torch_device, DTYPES[dtype])
+    settings = dict(
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        scheduler=scheduler,
+        seed=seed,
+        negative_prompts=negative_prompt or None,
+        batch_size=batch_size,
+        duration_seconds=duration_seconds,
+    )
+    log.info("generating %d clips with %s, %d steps, guidance %.2f on %s", len(all_prompts), scheduler,
+             num_inference_steps, guidance_scale, torch_device)
+    if attention_maps:
+        from lightning_auffusion.attention.recording import generate_with_attention_maps
+
+        output = generate_with_attention_maps(pipeline, all_prompts, output_dir=output_dir, **settings)
+    else:
+        output = sample(pipeline, all_prompts, **settings)
+    manifest = Path(output_dir) / "prompts.jsonl"
+    if manifest.is_file():
+        manifest.unlink()  # describes this run only (files of the same names are overwritten too)
+    manifest_extra = {k: v for k, v in settings.items() if k not in ("seed", "batch_size")}
+    manifest_extra["source"] = checkpoint or pretrained
+    records = write_generation(
+        output, output_dir, spectrograms=spectrograms, extra=manifest_extra, hop_length=pipeline.frontend.hop_length
+    )
+    log.info("wrote %d clips to %s", len(records), output_dir)
+    return str(output_dir)

@@ -1,0 +1,346 @@
+"""``AuffusionLDM``: fine-tune a Stable Diffusion U-Net on spectrogram-image latents, as Auffusion does.
+
+One training step: waveform -> spectrogram image (the audio front end) -> frozen VAE posterior sample
+x 0.18215 -> DDPM noise at a uniform random timestep -> U-Net conditioned on the text encoders' adapted
+sequence (each encoder dropped independently, 10% by default) -> MSE against the noise. Only the U-Net
+(and the small condition adapters, ``train_adapters``) train; VAE, text encoders and vocoder are frozen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from lightning_auffusion.audio import AuffusionFrontend, ImageConfig, MelConfig
+from lightning_auffusion.diffusion.conditioning import EncoderSpec, TextConditioner, as_spec, default_encoders
+from lightning_auffusion.diffusion.ema import EMAConfig, make_ema, move_ema, swapped_in
+from lightning_auffusion.diffusion.latent_cache import LatentCache, fingerprint
+from lightning_auffusion.diffusion.unet_factory import (
+    SD15_REPO,
+    SD15_VAE_SCALING_FACTOR,
+    build_noise_scheduler,
+    build_unet,
+    build_vae,
+    prepare_unet,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SAMPLING = {
+    "scheduler": "pndm",
+    "num_inference_steps": 100,
+    "guidance_scale": 7.5,
+    "seed": 0,
+    "duration_seconds": 10.0,
+}
+FROZEN_PREFIXES = ("vae.", "conditioner.encoders.", "vocoder.")
+
+
+def _dataclass_or(value: Any, cls: type) -> Any:
+    if value is None or isinstance(value, cls):
+        return value
+    if isinstance(value, dict):
+        return cls(**value)
+    raise TypeError(f"expected {cls.__name__} or a dict of its fields, got {type(value).__name__}")
+
+
+def load_frozen_vocoder(path: str) -> torch.nn.Module:
+    """The vocoder engineer's HiFi-GAN generator from ``path``, in eval mode with no gradients."""
+    try:
+        from lightning_auffusion.vocoder import load_vocoder
+    except ImportError:  # the package may not re-export it
+        from lightning_auffusion.vocoder.checkpoint import load_vocoder
+
+    vocoder = load_vocoder(path)
+    vocoder.eval()
+    vocoder.requires_grad_(False)
+    return vocoder
+
+
+class AuffusionLDM(LightningModule):
+    """Latent diffusion on Auffusion's (3, 256, 1024) spectrogram images.
+
+    Args:
+        unet: SD-1.5 diffusers layout (hub id or local directory; subfolder ``unet``), a U-Net folder, or a
+            dict of ``UNet2DConditionModel`` config kwargs (random weights; ``preset: sd15`` for SD's config).
+        vae: the same kinds of source (subfolder ``vae``), or a ``.ckpt`` of ``SpectrogramVAE``. Frozen.
+        encoders: the text encoders (``EncoderSpec`` fields); default CLIP ViT-L/14 as released.
+        cache_text_embeddings: keep each caption's frozen encoder output (CPU) instead of re-encoding it.
+        train_adapters: the condition adapters train with the U-Net (they start from random weights).
+        mel, image, n_frames, peak_normalize: the audio front end (defaults = Auffusion).
+        vocoder: path of a trained vocoder (``lightning_auffusion.vocoder.load_vocoder``); frozen, for sampling.
+        noise_scheduler: DDPM training-schedule overrides (dict) or a layout with ``scheduler/``; SD-1.5's by default.
+        vae_scaling_factor: latent scale; None takes the VAE config's ``scaling_factor`` (0.18215 for SD).
+        sample_posterior: sample the VAE posterior (as SD training does) instead of taking its mean.
+        cache_latents: cache each un-cropped clip's VAE posterior by its ``key`` (see ``latent_cache``).
+        learning_rate, weight_decay: the default optimiser, AdamW(lr 3e-5, weight decay 0.01), constant.
+        optimizer, lr_scheduler: optional callables replacing the default (``optimizer:``/``lr_scheduler:`` in
+            the config, e.g. ``class_path: torch.optim.AdamW``); the scheduler steps every ``lr_scheduler_interval``.
+        use_ema, ema_config: EMA of the U-Net (decay 0.9999, power 2/3 as released); used for validation
+            when ``ema_for_validation`` and for sampling/export.
+        attention: "sdpa" (PyTorch scaled-dot-product, default), "xformers", or "math".
+        gradient_checkpointing, channels_last, compile, compile_mode: U-Net speed/memory options.
+        sampling: defaults for ``predict`` / sampling callbacks (scheduler, steps, guidance, seed, duration).
+        save_frozen_weights: keep the frozen VAE/encoder/vocoder weights in checkpoints (False: smaller
+            checkpoints; the frozen parts are rebuilt from their sources when the checkpoint is loaded).
+        validation_seed: seed of the noise, timesteps and posterior samples of the validation loss.
+    """
+
+    def __init__(
+        self,
+        unet: str | dict[str, Any] = SD15_REPO,
+        vae: str | dict[str, Any] = SD15_REPO,
+        encoders: list[EncoderSpec] | None = None,
+        cache_text_embeddings: bool = False,
+        train_adapters: bool = True,
+        mel: MelConfig | None = None,
+        image: ImageConfig | None = None,
+        n_frames: int | None = 1024,
+        peak_normalize: bool = True,
+        vocoder: str | None = None,
+        noise_scheduler: dict[str, Any] | str | None = None,
+        vae_scaling_factor: float | None = None,
+        sample_posterior: bool = True,
+        cache_latents: bool = False,
+        learning_rate: float = 3e-5,
+        weight_decay: float = 1e-2,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: str = "step",
+        use_ema: bool = False,
+        ema_config: EMAConfig | None = None,
+        ema_for_validation: bool = True,
+        attention: str = "sdpa",
+        gradient_checkpointing: bool = False,
+        channels_last: bool = False,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        sampling: dict[str, Any] | None = None,
+        save_frozen_weights: bool = True,
+        validation_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        specs = [as_spec(e) for e in (encoders if encoders is not None else default_encoders())]
+        mel = _dataclass_or(mel, MelConfig)
+        image = _dataclass_or(image, ImageConfig)
+        ema_config = _dataclass_or(ema_config, EMAConfig) or EMAConfig()
+        if lr_scheduler_interval not in ("step", "epoch"):
+            raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        # plain containers in the saved hyper-parameters (readable hparams.yaml, loadable checkpoints)
+        self.hparams["encoders"] = [asdict(s) for s in specs]
+        self.hparams["mel"] = asdict(mel) if mel is not None else None
+        self.hparams["image"] = asdict(image) if image is not None else None
+        self.hparams["ema_config"] = asdict(ema_config)
+
+        self.frontend = AuffusionFrontend(mel, image, n_frames=n_frames, peak_normalize=peak_normalize)
+        self.vae = build_vae(vae)
+        self.vae.eval()
+        self.vae.requires_grad_(False)
+        self.unet = prepare_unet(
+            build_unet(unet),
+            attention=attention,
+            gradient_checkpointing=gradient_checkpointing,
+            channels_last=channels_last,
+            compile=compile,
+            compile_mode=compile_mode,
+        )
+        self.conditioner = TextConditioner(
+            specs, cross_attention_dim=int(self.unet.config.cross_attention_dim), cache_embeddings=cache_text_embeddings
+        )
+        self.conditioner.adapters.requires_grad_(train_adapters)
+        self.vocoder = load_frozen_vocoder(vocoder) if vocoder else None
+        self.noise_scheduler = build_noise_scheduler(noise_scheduler)
+        if vae_scaling_factor is None:
+            vae_scaling_factor = getattr(self.vae.config, "scaling_factor", None) or SD15_VAE_SCALING_FACTOR
+        self.vae_scaling_factor = float(vae_scaling_factor)
+        self.sampling = {**DEFAULT_SAMPLING, **(sampling or {})}
+        self.ema = make_ema(self.unet, ema_config) if use_ema else None
+        self.latent_cache = LatentCache() if cache_latents else None
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self._ema_validation: contextlib.ExitStack | None = None
+
+    # ------------------------------------------------------------------ trainable parts
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        parts: list[torch.nn.Module] = [self.unet]
+        if self.hparams.train_adapters:
+            parts.append(self.conditioner.adapters)
+        return parts
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for m in self.trainable_modules() for p in m.parameters()]
+
+    def train(self, mode: bool = True) -> AuffusionLDM:
+        super().train(mode)
+        self.vae.eval()  # frozen parts never switch to training behaviour
+        if self.vocoder is not None:
+            self.vocoder.eval()
+        return self
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # a sampling callback may have frozen the shared U-Net: make sure what trains still does
+        for p in self.trainable_parameters():
+            p.requires_grad_(True)
+
+    # ------------------------------------------------------------------ audio -> latents
+    def images_from_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B, T) waveform -> (B, 3, n_mels, n_frames) image; the front end always runs in float32."""
+        with torch.autocast(device_type=audio.device.type, enabled=False):
+            return self.frontend(audio.float())
+
+    @torch.no_grad()
+    def posterior_parameters(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen VAE's posterior (mean and log-variance stacked, (B, 2C, h, w)) of ``images``."""
+        return self.vae.encode(images.to(self.vae.dtype)).latent_dist.parameters
+
+    def latents_from_posterior(self, parameters: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        mean, logvar = parameters.float().chunk(2, dim=1)
+        if not self.hparams.sample_posterior:
+            return mean * self.vae_scaling_factor
+        std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return (mean + std * noise) * self.vae_scaling_factor
+
+    def posterior_from_batch(self, batch: dict[str, Any]) -> torch.Tensor:
+        """VAE posterior parameters of the batch's audio, from the latent cache where possible."""
+        audio = batch["audio"]
+        if self.latent_cache is None or "key" not in batch or "num_samples" not in batch:
+            return self.posterior_parameters(self.images_from_audio(audio))
+        keys = list(batch["key"])
+        prints = fingerprint(audio)
+        eligible = LatentCache.cacheable(batch["num_samples"], audio.shape[-1])
+        found = self.latent_cache.lookup(keys, prints, eligible)
+        todo = [i for i, f in enumerate(found) if f is None]
+        if todo:
+            fresh = self.posterior_parameters(self.images_from_audio(audio[todo]))
+            for j, i in enumerate(todo):
+                found[i] = fresh[j]
+                if eligible[i]:
+                    self.latent_cache.store(keys[i], prints[i], fresh[j])
+        return torch.stack([f.to(audio.device, torch.float32) for f in found])
+
+    # ------------------------------------------------------------------ loss
+    def diffusion_loss(self, batch: dict[str, Any], generator: torch.Generator | None = None, drop: bool = True) -> torch.Tensor:
+        """Epsilon (or v) MSE of the U-Net on one batch; ``drop`` applies the conditioning dropout."""
+        audio = batch["audio"]
+        batch_size = audio.shape[0]
+        latents = self.latents_from_posterior(self.posterior_from_batch(batch), generator)
+        cpu_gen = None
+        if generator is not None:
+            cpu_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device)))
+        drop_mask = self.conditioner.sample_drop_mask(batch_size, generator=cpu_gen) if drop else None
+        cond = self.conditioner(list(batch["caption"]), drop_mask=drop_mask)
+        noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+        steps = self.noise_scheduler.config.num_train_timesteps
+        timesteps = torch.randint(0, steps, (batch_size,), generator=generator, device=latents.device)
+        noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
+        elif self.noise_scheduler.config.prediction_type == "epsilon":
+            target = noise
+        else:
+            raise ValueError(f"training supports epsilon or v_prediction, not {self.noise_scheduler.config.prediction_type!r}")
+        if self.hparams.channels_last:
+            noisy = noisy.contiguous(memory_format=torch.channels_last)
+        pred = self.unet(noisy, timesteps, encoder_hidden_states=cond).sample
+        return F.mse_loss(pred.float(), target.float())
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = self.diffusion_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["audio"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        generator = torch.Generator(device=self.device).manual_seed(self.hparams.validation_seed + batch_idx)
+        loss = self.diffusion_loss(batch, generator=generator, drop=False)
+        self.log("val/loss", loss, prog_bar=True, batch_size=batch["audio"].shape[0], sync_dist=True)
+        return loss
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int = 0, dataloader_idx: int = 0) -> Any:
+        from lightning_auffusion.diffusion.sampling import generate
+
+        prompts = batch["prompt"]
+        return generate(self, [prompts] if isinstance(prompts, str) else list(prompts), **self.sampling)
+
+    # ------------------------------------------------------------------ EMA
+    @contextlib.contextmanager
+    def ema_weights(self) -> Iterator[None]:
+        """Within the block ``self.unet`` holds the EMA weights (no-op without EMA)."""
+        with swapped_in(self.ema, self.unet):
+            yield
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.step(self.unet.parameters())
+
+    def _move_ema(self) -> None:
+        if self.ema is not None:
+            move_ema(self.ema, self.device)
+
+    def on_fit_start(self) -> None:
+        self._move_ema()
+
+    def on_predict_start(self) -> None:
+        self._move_ema()
+
+    def on_validation_epoch_start(self) -> None:
+        if self.ema is not None and self.hparams.ema_for_validation and self._ema_validation is None:
+            self._ema_validation = contextlib.ExitStack()
+            self._ema_validation.enter_context(self.ema_weights())
+
+    def on_validation_epoch_end(self) -> None:
+        if self._ema_validation is not None:
+            self._ema_validation.close()
+            self._ema_validation = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.ema is not None:
+            checkpoint["ema_state"] = self.ema.state_dict()
+        if not self.hparams.save_frozen_weights:
+            state = checkpoint["state_dict"]
+            for key in [k for k in state if k.startswith(FROZEN_PREFIXES)]:
+                del state[key]
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("state_dict")
+        if state is not None:  # frozen parts left out of the checkpoint: keep the ones rebuilt from their sources
+            for key, value in self.state_dict().items():
+                if key.startswith(FROZEN_PREFIXES) and key not in state:
+                    state[key] = value
+        if self.ema is None:
+            return
+        if "ema_state" in checkpoint:
+            self.ema.load_state_dict(checkpoint["ema_state"])
+        else:
+            log.warning("checkpoint has no EMA state: the EMA restarts from the loaded U-Net weights")
+            self._restart_ema_after_load = True
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        if getattr(self, "_restart_ema_after_load", False):
+            self.ema = make_ema(self.unet, EMAConfig(**self.hparams.ema_config))
+            self._restart_ema_after_load = False
+        return result
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        params = self.trainable_parameters()
+        if self.optimizer_factory is not None:
+            optimizer = self.optimizer_factory(params)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.lr_scheduler_interval}}
