@@ -1,0 +1,199 @@
+"""Text -> audio with cross-attention maps: ``generate`` under an :class:`AttentionRecorder`.
+
+:func:`generate_with_attention_maps` is what ``generate --attention_maps true`` calls: it generates exactly
+what ``generate`` would (recording does not change a bit of the output) and writes
+``<index>_<slug>_attention.png`` beside ``<index>_<slug>.wav``. :class:`AttentionMapWriter` does the same
+for ``predict`` runs (next to ``AudioPredictionWriter``'s files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import os
+from collections.abc import Sequence
+
+from lightning.pytorch import Callback
+
+from lightning_auffusion.attention.capture import DEFAULT_RESOLUTIONS, AttentionRecorder, TokenAttention, token_attention
+from lightning_auffusion.attention.figures import attention_figure, save_figure
+from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
+from lightning_auffusion.diffusion.sampling import GenerationOutput, generate, make_scheduler
+
+log = logging.getLogger(__name__)
+ATTENTION_SUFFIX = "_attention.png"
+
+
+def _default(name: str):
+    return inspect.signature(generate).parameters[name].default
+
+
+def calls_per_run(pipeline: AuffusionPipeline, scheduler, num_inference_steps: int) -> int:
+    """U-Net calls of one denoising run: ``len(scheduler.timesteps)`` (PNDM repeats its first step)."""
+    sched = (
+        make_scheduler(scheduler, pipeline.train_scheduler_config)
+        if isinstance(scheduler, str)
+        else type(scheduler).from_config(scheduler.config)
+    )
+    sched.set_timesteps(num_inference_steps)
+    return len(sched.timesteps)
+
+
+@contextlib.contextmanager
+def _as_pipeline(model, use_ema: bool):
+    """An ``AuffusionPipeline`` for a pipeline or an ``AuffusionLDM`` (EMA weights swapped in, no copy)."""
+    if isinstance(model, AuffusionPipeline):
+        yield model
+        return
+    if not hasattr(model, "noise_scheduler"):
+        raise TypeError(f"expected an AuffusionPipeline or AuffusionLDM, got {type(model).__name__}")
+    swap = model.ema_weights() if use_ema and hasattr(model, "ema_weights") else contextlib.nullcontext()
+    with swap:
+        yield AuffusionPipeline.from_module(model, use_ema=False)
+
+
+def generate_recording_attention(
+    model,
+    prompts: Sequence[str],
+    *,
+    resolutions: Sequence[int] | None = DEFAULT_RESOLUTIONS,
+    layers: Sequence[str] | None = None,
+    use_ema: bool = True,
+    **sampling_kwargs,
+) -> tuple[GenerationOutput, list[TokenAttention]]:
+    """``generate(model, prompts, **sampling_kwargs)`` plus each prompt's per-token maps, resized to its
+    spectrogram image and labelled by the conditioner's token pieces."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    with _as_pipeline(model, use_ema) as pipeline:
+        steps = sampling_kwargs.get("num_inference_steps", _default("num_inference_steps"))
+        scheduler = sampling_kwargs.get("scheduler", _default("scheduler"))
+        guidance = float(sampling_kwargs.get("guidance_scale", _default("guidance_scale")))
+        recorder = AttentionRecorder(
+            pipeline.unet,
+            resolutions=resolutions,
+            layers=layers,
+            classifier_free=guidance != 1.0,
+            image_scale=pipeline.vae_downsample_factor,
+            store_device=None,
+            calls_per_run=calls_per_run(pipeline, scheduler, steps),
+        )
+        with recorder:
+            output = generate(pipeline, prompts, **sampling_kwargs)
+        if recorder.num_rows != len(prompts):
+            raise RuntimeError(f"recorded attention for {recorder.num_rows} prompts but generated {len(prompts)}")
+        size = tuple(output.image.shape[-2:])
+        maps = [token_attention(recorder, i, p, pipeline.conditioner, size=size) for i, p in enumerate(prompts)]
+    return output, maps
+
+
+def generate_with_attention_maps(
+    pipeline,
+    prompts: Sequence[str],
+    *,
+    output_dir: str | os.PathLike,
+    indices: Sequence[int] | None = None,
+    resolutions: Sequence[int] | None = DEFAULT_RESOLUTIONS,
+    layers: Sequence[str] | None = None,
+    skip_padding: bool = True,
+    skip_special: bool = True,
+    max_tokens: int = 24,
+    dpi: int = 100,
+    **sampling_kwargs,
+) -> GenerationOutput:
+    """Generate and write ``<index>_<slug>_attention.png`` per prompt into ``output_dir``.
+
+    ``indices`` number the files as ``generate`` numbers its WAVs (default 0..B-1); the remaining keyword
+    arguments go to :func:`lightning_auffusion.diffusion.sampling.generate` unchanged, so the audio is
+    bit-identical to a plain ``generate`` call with the same arguments.
+    """
+    from lightning_auffusion.callbacks.audio_writer import output_stem
+
+    output, maps = generate_recording_attention(pipeline, prompts, resolutions=resolutions, layers=layers, **sampling_kwargs)
+    indices = list(range(len(maps))) if indices is None else [int(i) for i in indices]
+    if len(indices) != len(maps):
+        raise ValueError(f"{len(indices)} indices for {len(maps)} prompts")
+    os.makedirs(output_dir, exist_ok=True)
+    for row, (index, attention) in enumerate(zip(indices, maps)):
+        fig = attention_figure(
+            attention, output.image[row], skip_padding=skip_padding, skip_special=skip_special, max_tokens=max_tokens
+        )
+        path = save_figure(fig, os.path.join(output_dir, output_stem(index, attention.prompt) + ATTENTION_SUFFIX), dpi=dpi)
+        log.info("wrote %s", path)
+    return output
+
+
+class AttentionMapWriter(Callback):
+    """``predict`` callback: records each batch's cross-attention and writes ``<index>_<slug>_attention.png``.
+
+    Sits beside ``AudioPredictionWriter`` (same ``output_dir``, same file numbering from the batch's
+    ``index``), so a ``predict`` run writes the attention figure next to each WAV. The recorder is on only
+    between ``on_predict_batch_start`` and ``on_predict_batch_end``; the generated audio is unchanged.
+
+    Args:
+        output_dir: folder for the figures (the prediction writer's folder).
+        resolutions: downsampling factors whose cross-attention layers are recorded.
+        layers: optional layer-name substrings to keep.
+        skip_padding: leave padding tokens out of the figures.
+        skip_special: leave start/end/separator tokens out of the figures.
+        max_tokens: tokens drawn per figure.
+        dpi: PNG resolution.
+    """
+
+    def __init__(
+        self,
+        output_dir: str = "outputs/predict",
+        resolutions: Sequence[int] | None = DEFAULT_RESOLUTIONS,
+        layers: Sequence[str] | None = None,
+        skip_padding: bool = True,
+        skip_special: bool = True,
+        max_tokens: int = 24,
+        dpi: int = 100,
+    ) -> None:
+        super().__init__()
+        self.output_dir = output_dir
+        self.resolutions = tuple(resolutions) if resolutions is not None else None
+        self.layers = list(layers) if layers is not None else None
+        self.figure_kwargs = dict(skip_padding=skip_padding, skip_special=skip_special, max_tokens=max_tokens)
+        self.dpi = dpi
+        self._recorder: AttentionRecorder | None = None
+
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        sampling = dict(getattr(pl_module, "sampling", None) or {})
+        steps = sampling.get("num_inference_steps", _default("num_inference_steps"))
+        scheduler = sampling.get("scheduler", _default("scheduler"))
+        guidance = float(sampling.get("guidance_scale", _default("guidance_scale")))
+        pipeline = AuffusionPipeline.from_module(pl_module, use_ema=False)
+        self._recorder = AttentionRecorder(
+            pl_module.unet, resolutions=self.resolutions, layers=self.layers, classifier_free=guidance != 1.0,
+            image_scale=pipeline.vae_downsample_factor, store_device=None,
+            calls_per_run=calls_per_run(pipeline, scheduler, steps),
+        ).__enter__()
+
+    def _stop(self) -> AttentionRecorder | None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.__exit__(None, None, None)
+        return recorder
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        from lightning_auffusion.callbacks.audio_writer import output_stem
+
+        recorder = self._stop()
+        if recorder is None or outputs is None or not hasattr(outputs, "image"):
+            return
+        prompts = list(getattr(outputs, "prompts", None) or batch["prompt"])
+        indices = batch.get("index") if isinstance(batch, dict) else None
+        indices = [int(i) for i in indices] if indices is not None else list(range(len(prompts)))
+        os.makedirs(self.output_dir, exist_ok=True)
+        size = tuple(outputs.image.shape[-2:])
+        for row, (index, prompt) in enumerate(zip(indices, prompts)):
+            attention = token_attention(recorder, row, prompt, pl_module.conditioner, size=size)
+            fig = attention_figure(attention, outputs.image[row], **self.figure_kwargs)
+            save_figure(fig, os.path.join(self.output_dir, output_stem(index, prompt) + ATTENTION_SUFFIX), dpi=self.dpi)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        self._stop()
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._stop()
