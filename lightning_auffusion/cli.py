@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "stats": ("lightning_auffusion.data.stats", "stats", "dataset log-mel mean/std for the 'meanstd' image mode"),
     "export-vocoder": ("lightning_auffusion.vocoder.export", "export_vocoder", "export a trained vocoder checkpoint"),
     "vocode": ("lightning_auffusion.vocoder.export", "vocode", "resynthesise audio files through a vocoder"),
+    "export-vae": ("lightning_auffusion.diffusion.vae_module", "export_vae", "export a SpectrogramVAE checkpoint to a diffusers AutoencoderKL folder"),
     "generate": ("lightning_auffusion.diffusion.generate", "generate", "text -> audio with a trained or released model"),
     "export": ("lightning_auffusion.diffusion.interop", "export", "export an LDM run to the released Auffusion layout"),
     "evaluate": ("lightning_auffusion.evaluation.command", "evaluate", "FD/FAD/KL/IS/CLAP/alignment of generated audio"),

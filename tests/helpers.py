@@ -157,7 +157,7 @@ def tone_batch(batch_size: int = 4, seconds: float = TINY_FRAMES * 160 / 16000, 
                captions: list[str] | None = None, short_by: int = 0) -> dict[str, Any]:
     """A data-module-style batch of distinct harmonic tones with captions (deterministic)."""
     captions = captions or [TEST_CAPTIONS[i % len(TEST_CAPTIONS)] for i in range(batch_size)]
-    length = int(round(seconds * sample_rate))
+    length = round(seconds * sample_rate)
     t = torch.arange(length, dtype=torch.float64) / sample_rate
     rows = []
     for i in range(batch_size):

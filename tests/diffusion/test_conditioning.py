@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from lightning_auffusion.diffusion.conditioning import ConditionAdapter, EncoderSpec, TextConditioner
-from tests.helpers import TEST_CAPTIONS, TINY_WIDTH, tiny_conditioner, tiny_spec
-from tests.helpers import single_torch_thread  # noqa: F401 (fixture)
+from tests.helpers import (
+    TEST_CAPTIONS,
+    TINY_WIDTH,
+    single_torch_thread,  # noqa: F401 (fixture)
+    tiny_conditioner,
+    tiny_spec,
+)
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

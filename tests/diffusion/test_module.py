@@ -10,8 +10,16 @@ import torch
 import yaml
 
 from lightning_auffusion.diffusion.module import AuffusionLDM
-from tests.helpers import ToneDataModule, tiny_frontend_kwargs, tiny_ldm, tiny_spec, tiny_unet_config, tiny_vae_config, tone_batch
-from tests.helpers import single_torch_thread  # noqa: F401 (fixture)
+from tests.helpers import (
+    ToneDataModule,
+    single_torch_thread,  # noqa: F401 (fixture)
+    tiny_frontend_kwargs,
+    tiny_ldm,
+    tiny_spec,
+    tiny_unet_config,
+    tiny_vae_config,
+    tone_batch,
+)
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -235,32 +243,44 @@ def test_loads_unet_and_vae_from_a_diffusers_layout(tmp_path):
         assert torch.equal(a, b)
 
 
-def test_cli_fit_with_optimizer_and_scheduler_override(tmp_path):
+@pytest.mark.parametrize("where", ["model_init_args", "top_level"])
+def test_cli_fit_with_optimizer_and_scheduler_override(tmp_path, where):
+    """``optimizer:`` / ``lr_scheduler:`` given as the model's callables, or as LightningCLI's top-level keys."""
     from lightning_auffusion.cli import main
 
+    optim = {
+        "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.01, "momentum": 0.9}},
+        "lr_scheduler": {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 1, "gamma": 0.5}},
+    }
+    model_args = {
+        "unet": tiny_unet_config(), "vae": tiny_vae_config(), "encoders": [vars(tiny_spec("clip"))],
+        "mel": dict(vars(tiny_frontend_kwargs()["mel"])), "n_frames": 64,
+    }
     config = {
         "trainer": {"accelerator": "cpu", "max_steps": 2, "logger": False, "enable_checkpointing": False,
                     "enable_progress_bar": False, "enable_model_summary": False, "limit_val_batches": 0,
                     "default_root_dir": str(tmp_path)},
-        "model": {
-            "class_path": "lightning_auffusion.diffusion.module.AuffusionLDM",
-            "init_args": {
-                "unet": tiny_unet_config(), "vae": tiny_vae_config(),
-                "encoders": [vars(tiny_spec("clip"))],
-                "mel": dict(vars(tiny_frontend_kwargs()["mel"])), "n_frames": 64,
-                "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.01, "momentum": 0.9}},
-                "lr_scheduler": {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 1, "gamma": 0.5}},
-            },
-        },
+        "model": {"class_path": "lightning_auffusion.diffusion.module.AuffusionLDM", "init_args": model_args},
         "data": {"class_path": "tests.helpers.ToneDataModule", "init_args": {"clips": 2, "batch_size": 2}},
     }
+    if where == "model_init_args":
+        model_args.update(optim)
+    else:
+        config.update(optim)
     path = tmp_path / "fit.yaml"
     path.write_text(yaml.safe_dump(config))
     cli = main(["fit", "--config", str(path)])
     optimizer = cli.trainer.optimizers[0]
     assert isinstance(optimizer, torch.optim.SGD)
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**2)  # StepLR stepped every step
     assert cli.trainer.global_step == 2
+    # LightningCLI's top-level optimizer receives every parameter; the frozen ones never get a gradient, so
+    # the optimizer never touches them (no state, no update)
+    frozen = [p for g in optimizer.param_groups for p in g["params"] if not p.requires_grad]
+    assert all(p.grad is None and not optimizer.state.get(p) for p in frozen)
+    assert all(optimizer.state.get(p) for p in cli.model.unet.parameters())
+    if where == "model_init_args":  # our configure_optimizers: only the trainable parameters, StepLR per step
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**2)
+        assert sum(len(g["params"]) for g in optimizer.param_groups) == len(cli.model.trainable_parameters())
 
 
 @pytest.mark.parametrize(

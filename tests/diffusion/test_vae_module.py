@@ -9,8 +9,14 @@ import torch
 from lightning_auffusion.diffusion.unet_factory import build_vae
 from lightning_auffusion.diffusion.vae_losses import PatchDiscriminator, discriminator_loss, generator_loss
 from lightning_auffusion.diffusion.vae_module import SpectrogramVAE, export_vae
-from tests.helpers import ToneDataModule, tiny_frontend_kwargs, tiny_ldm, tiny_vae_config, tone_batch
-from tests.helpers import single_torch_thread  # noqa: F401 (fixture)
+from tests.helpers import (
+    ToneDataModule,
+    single_torch_thread,  # noqa: F401 (fixture)
+    tiny_frontend_kwargs,
+    tiny_ldm,
+    tiny_vae_config,
+    tone_batch,
+)
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
