@@ -21,19 +21,12 @@ from typing import Any
 import torch
 
 from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
+from lightning_auffusion.diffusion.unet_factory import sd15_noise_config
 
 log = logging.getLogger(__name__)
 
 # Stable Diffusion v1.5's training noise schedule: what the U-Net expects when no config is given.
-SD15_NOISE_SCHEDULE: dict[str, Any] = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "prediction_type": "epsilon",
-    "clip_sample": False,
-    "steps_offset": 1,
-}
+SD15_NOISE_SCHEDULE: dict[str, Any] = sd15_noise_config()
 
 # name -> (diffusers class name, settings applied on top of the training schedule)
 SCHEDULER_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
