@@ -18,6 +18,7 @@ Defaults follow prompt-to-prompt's examples: cross-attention window [0, 0.8), se
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
@@ -165,7 +166,7 @@ def _window(value: Sequence[float], what: str) -> tuple[float, float]:
     return start, end
 
 
-class AttentionEditController:
+class AttentionEditController(ABC):
     """Installs :class:`ControlledAttnProcessor` on every attention layer of ``unet`` while in its context,
     counts U-Net calls to know the step, and rebuilds target rows from the source row inside the windows.
 
@@ -238,9 +239,9 @@ class AttentionEditController:
         probs[first + 1 :] = targets.to(probs.dtype)
         return probs
 
+    @abstractmethod
     def edit_cross(self, source: torch.Tensor, count: int) -> torch.Tensor:
         """Target rows' cross-attention (count, heads, queries, tokens) from the source's (heads, queries, tokens)."""
-        raise NotImplementedError
 
 
 class WordSwapController(AttentionEditController):
