@@ -92,7 +92,7 @@ def _audio_files(inputs: list[str]) -> list[Path]:
 
 @torch.no_grad()
 def vocode(
-    inputs: list[str],
+    inputs: str | list[str],
     vocoder: str,
     out_dir: str,
     vocoder_config: str | None = None,
@@ -105,7 +105,7 @@ def vocode(
     """Resynthesise audio files through a vocoder: audio -> log-mel -> generator -> WAV.
 
     Args:
-        inputs: audio files and/or folders (searched recursively).
+        inputs: an audio file or folder, or a list of them (folders are searched recursively).
         vocoder: a VocoderModule checkpoint, an exported folder (config.json + vocoder.pt), a HiFi-GAN
             generator file, or a hub id (``org/name`` uses its ``vocoder/`` folder).
         out_dir: where ``<name>.wav`` (and ``<name>_griffin_lim.wav``) and ``metrics.json`` go.
