@@ -66,13 +66,13 @@ def generate(
     checkpoint: str | None = None,
     pretrained: str | None = None,
     output_dir: str = "outputs/generate",
-    num_inference_steps: int = 100,
-    guidance_scale: float = 7.5,
-    scheduler: str = "pndm",
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    scheduler: str | None = None,
     seed: int = 0,
     negative_prompt: str | None = None,
     batch_size: int = 8,
-    duration_seconds: float = 10.0,
+    duration_seconds: float | None = None,
     use_ema: bool = True,
     spectrograms: bool = True,
     attention_maps: bool = False,
@@ -91,6 +91,8 @@ def generate(
         num_inference_steps: denoising steps (100 as released; 25 already does well).
         guidance_scale: classifier-free guidance g in eps_u + g (eps_c - eps_u); 1 disables guidance.
         scheduler: sampling scheduler: pndm (as released), ddim, dpmsolver++ or euler.
+            These three and ``duration_seconds`` default to the model's own sampling settings (the
+            ``sampling`` block of its training config, or of the exported layout), else as released.
         seed: seed of the first prompt; prompt i uses seed + i whatever the batching.
         negative_prompt: conditioning that replaces the unconditional zeros (steers away from it).
         batch_size: prompts denoised together.
@@ -106,8 +108,9 @@ def generate(
     from lightning_auffusion.diffusion.prompts import collect_prompts
     from lightning_auffusion.diffusion.sampling import SCHEDULERS
     from lightning_auffusion.diffusion.sampling import generate as sample
+    from lightning_auffusion.diffusion.sampling import resolve_sampling
 
-    if scheduler not in SCHEDULERS:
+    if scheduler is not None and scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -117,17 +120,11 @@ def generate(
         raise ValueError("float16 is for GPUs; use --dtype float32 or bfloat16 on the CPU")
     pipeline = load_pipeline(checkpoint, pretrained, use_ema=use_ema, vocoder=vocoder)
     pipeline.to(torch_device, DTYPES[dtype])
-    settings = dict(
-        num_inference_steps=num_inference_steps,
-        guidance_scale=guidance_scale,
-        scheduler=scheduler,
-        seed=seed,
-        negative_prompts=negative_prompt or None,
-        batch_size=batch_size,
-        duration_seconds=duration_seconds,
-    )
-    log.info("generating %d clips with %s, %d steps, guidance %.2f on %s", len(all_prompts), scheduler,
-             num_inference_steps, guidance_scale, torch_device)
+    settings = resolve_sampling(pipeline.sampling, num_inference_steps=num_inference_steps,
+                                guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=duration_seconds)
+    settings.update(seed=seed, negative_prompts=negative_prompt or None, batch_size=batch_size)
+    log.info("generating %d clips with %s, %d steps, guidance %.2f on %s", len(all_prompts), settings["scheduler"],
+             settings["num_inference_steps"], settings["guidance_scale"], torch_device)
     if attention_maps:
         from lightning_auffusion.attention.recording import generate_with_attention_maps
 

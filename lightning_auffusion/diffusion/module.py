@@ -23,6 +23,7 @@ from lightning_auffusion.audio import AuffusionFrontend, ImageConfig, MelConfig
 from lightning_auffusion.diffusion.conditioning import EncoderSpec, TextConditioner, as_spec, default_encoders
 from lightning_auffusion.diffusion.ema import EMAConfig, make_ema, move_ema, swapped_in
 from lightning_auffusion.diffusion.latent_cache import LatentCache, fingerprint
+from lightning_auffusion.diffusion.sampling import DEFAULT_SAMPLING
 from lightning_auffusion.diffusion.unet_factory import (
     SD15_REPO,
     SD15_VAE_SCALING_FACTOR,
@@ -34,13 +35,6 @@ from lightning_auffusion.diffusion.unet_factory import (
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SAMPLING = {
-    "scheduler": "pndm",
-    "num_inference_steps": 100,
-    "guidance_scale": 7.5,
-    "seed": 0,
-    "duration_seconds": 10.0,
-}
 FROZEN_PREFIXES = ("vae.", "conditioner.encoders.", "vocoder.")
 
 
@@ -185,11 +179,6 @@ class AuffusionLDM(LightningModule):
         if self.vocoder is not None:
             self.vocoder.eval()
         return self
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # a sampling callback may have frozen the shared U-Net: make sure what trains still does
-        for p in self.trainable_parameters():
-            p.requires_grad_(True)
 
     # ------------------------------------------------------------------ audio -> latents
     def images_from_audio(self, audio: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,21 @@ SCHEDULER_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 SCHEDULERS = frozenset(SCHEDULER_SETTINGS)
 
+# sampling as released; a model's own ``sampling`` settings (from its config or layout) replace these
+DEFAULT_SAMPLING: dict[str, Any] = {
+    "scheduler": "pndm",
+    "num_inference_steps": 100,
+    "guidance_scale": 7.5,
+    "seed": 0,
+    "duration_seconds": 10.0,
+}
+
+
+def resolve_sampling(own: dict | None, **given: Any) -> dict[str, Any]:
+    """``given`` settings, each None replaced by the model's ``own`` value, else the released default."""
+    own = own or {}
+    return {key: value if value is not None else own.get(key, DEFAULT_SAMPLING.get(key)) for key, value in given.items()}
+
 
 def make_scheduler(name: str, train_scheduler_config: dict | None = None, **overrides: Any):
     """A fresh diffusers sampling scheduler ``name`` sharing the noise schedule the U-Net was trained with.

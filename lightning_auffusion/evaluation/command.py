@@ -22,22 +22,26 @@ from lightning_auffusion.metrics.suite import METRICS, MetricSuite
 log = logging.getLogger(__name__)
 
 
-def generate_folder(checkpoint: str, prompts: dict[str, str], folder: Path, *, num_inference_steps: int,
-                    guidance_scale: float, scheduler: str, seed: int, batch_size: int, device: str) -> None:
+def generate_folder(checkpoint: str, prompts: dict[str, str], folder: Path, *, num_inference_steps: int | None,
+                    guidance_scale: float | None, scheduler: str | None, seed: int, batch_size: int,
+                    device: str) -> None:
     """Generate one clip per prompt with an ``AuffusionLDM`` checkpoint into ``folder/<id>.wav``.
 
-    Prompt ``i`` (in file order) uses seed ``seed + i``, so a clip does not depend on the batching.
+    Prompt ``i`` (in file order) uses seed ``seed + i``, so a clip does not depend on the batching. Sampling
+    settings left at None come from the checkpoint's own ``sampling`` settings.
     """
     from lightning_auffusion.diffusion.module import AuffusionLDM
-    from lightning_auffusion.diffusion.sampling import generate
+    from lightning_auffusion.diffusion.sampling import generate, resolve_sampling
 
     module = AuffusionLDM.load_from_checkpoint(checkpoint, map_location=device).eval()
+    settings = resolve_sampling(module.sampling, num_inference_steps=num_inference_steps,
+                                guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=None)
+    log.info("generating %d clips with %s", len(prompts), settings)
     items = list(prompts.items())
     folder.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        out = generate(module, [caption for _, caption in chunk], num_inference_steps=num_inference_steps,
-                       guidance_scale=guidance_scale, scheduler=scheduler,
+        out = generate(module, [caption for _, caption in chunk], **settings,
                        seed=[seed + start + i for i in range(len(chunk))], batch_size=batch_size)
         for (clip_id, _), audio in zip(chunk, out.audio):
             save_wav(folder / f"{clip_id}.wav", audio, out.sample_rate)
@@ -60,9 +64,9 @@ def evaluate(
     device: str = "cpu",
     batch_size: int = 8,
     limit: int | None = None,
-    num_inference_steps: int = 100,
-    guidance_scale: float = 7.5,
-    scheduler: str = "pndm",
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    scheduler: str | None = None,
     seed: int = 0,
 ) -> dict:
     """Score generated audio against reference audio with FD, FAD, KL, IS, CLAP score and alignment accuracy.
@@ -94,7 +98,8 @@ def evaluate(
         device: Torch device for the extractors (and generation).
         batch_size: Clips per extractor (and generation) batch.
         limit: Use only the first N generated clips (sorted by id), for a quick look.
-        num_inference_steps: Denoising steps when generating from ``checkpoint``.
+        num_inference_steps: Denoising steps when generating from ``checkpoint`` (default: the
+            checkpoint's own sampling settings, else 100 as released; likewise the next two).
         guidance_scale: Classifier-free guidance scale when generating.
         scheduler: Sampler name when generating (pndm, ddim, ...).
         seed: Seed of the first prompt when generating (prompt i uses seed + i).

@@ -55,9 +55,13 @@ def test_sampling_leaves_the_random_streams_untouched(ldm):
     expected = draws()
     torch.manual_seed(0), random.seed(0), np.random.seed(0)
     ldm.train()
+    grad_flags = {name: p.requires_grad for name, p in ldm.named_parameters()}
     callback.log_samples(trainer, ldm)
     assert draws() == expected
     assert ldm.unet.training  # back in training mode
+    # the pipeline shares the module's parts and must not freeze them
+    assert {name: p.requires_grad for name, p in ldm.named_parameters()} == grad_flags
+    assert any(grad_flags.values())
     ldm.eval()
     torch.manual_seed(0), random.seed(0), np.random.seed(0)
     with isolated_rng():

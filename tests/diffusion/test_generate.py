@@ -106,13 +106,19 @@ def test_generate_command_from_checkpoint_and_attention_flag(layout, tmp_path, m
     from lightning_auffusion.vocoder.checkpoint import save_auffusion_vocoder
 
     save_auffusion_vocoder(tiny_vocoder(), tmp_path / "voc")
-    model = tiny_ldm(use_ema=True, vocoder=str(tmp_path / "voc"))
+    own = dict(num_inference_steps=2, duration_seconds=0.5, scheduler="euler", guidance_scale=2.0)
+    model = tiny_ldm(use_ema=True, vocoder=str(tmp_path / "voc"), sampling=own)
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, max_steps=0)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     generate_command(prompts=PROMPTS[:2], checkpoint=str(tmp_path / "m.ckpt"), output_dir=str(tmp_path / "ck"), **FAST)
     _check_outputs(tmp_path / "ck", PROMPTS[:2], 0.5)
+    # without sampling flags the checkpoint's own sampling settings apply; a flag overrides its one setting
+    generate_command(prompts=PROMPTS[:1], checkpoint=str(tmp_path / "m.ckpt"), output_dir=str(tmp_path / "own"),
+                     device="cpu", guidance_scale=1.5)
+    record = _check_outputs(tmp_path / "own", PROMPTS[:1], 0.5)[0]
+    assert (record["scheduler"], record["num_inference_steps"], record["guidance_scale"]) == ("euler", 2, 1.5)
 
     calls = {}
 

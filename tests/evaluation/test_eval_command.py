@@ -89,6 +89,8 @@ def test_evaluate_generates_from_a_checkpoint_first(synthetic_set, tmp_path, mon
     calls = []
 
     class FakeLDM:
+        sampling = {"scheduler": "ddim", "guidance_scale": 2.0, "num_inference_steps": 50}  # from its config
+
         @classmethod
         def load_from_checkpoint(cls, path, map_location=None):
             calls.append(("load", path))
@@ -97,8 +99,9 @@ def test_evaluate_generates_from_a_checkpoint_first(synthetic_set, tmp_path, mon
         def eval(self):
             return self
 
-    def fake_generate(module, prompts, *, num_inference_steps, guidance_scale, scheduler, seed, batch_size):
-        calls.append(("generate", list(prompts), list(seed), num_inference_steps))
+    def fake_generate(module, prompts, *, num_inference_steps, guidance_scale, scheduler, duration_seconds, seed,
+                      batch_size):
+        calls.append(("generate", list(prompts), list(seed), num_inference_steps, scheduler, guidance_scale))
         audio = torch.stack([torch.sin(torch.arange(32000) * 0.05 * (s + 1)) * 0.5 for s in seed])
         return types.SimpleNamespace(audio=audio, sample_rate=16000)
 
@@ -114,8 +117,9 @@ def test_evaluate_generates_from_a_checkpoint_first(synthetic_set, tmp_path, mon
                       output=str(tmp_path / "run"), batch_size=2, num_inference_steps=3, seed=10,
                       allow_random_weights=True, weights_dir=str(tmp_path / "w"))
     assert calls[0] == ("load", "model.ckpt")
-    assert calls[1] == ("generate", ["a sine tone", "white noise"], [10, 11], 3)
-    assert calls[2] == ("generate", ["beeps"], [12], 3)
+    # --num_inference_steps wins; scheduler and guidance come from the checkpoint's own sampling settings
+    assert calls[1] == ("generate", ["a sine tone", "white noise"], [10, 11], 3, "ddim", 2.0)
+    assert calls[2] == ("generate", ["beeps"], [12], 3, "ddim", 2.0)
     assert sorted(p.name for p in (tmp_path / "run" / "generated").iterdir()) == ["00000.wav", "00002.wav", "00003.wav"]
     assert report["metrics"]["generated"] == 3 and report["inputs"]["generated"] == str(tmp_path / "run" / "generated")
 
