@@ -37,6 +37,18 @@ DEMO_PROMPTS: tuple[str, ...] = (
 )
 
 
+def pad_to_common_size(images: Sequence[np.ndarray], fill: int = 255) -> list[np.ndarray]:
+    """(H, W, C) images padded at the bottom and right with ``fill`` (white) to the largest H and W."""
+    height = max(image.shape[0] for image in images)
+    width = max(image.shape[1] for image in images)
+    padded = []
+    for image in images:
+        out = np.full((height, width, *image.shape[2:]), fill, dtype=image.dtype)
+        out[: image.shape[0], : image.shape[1]] = image
+        padded.append(out)
+    return padded
+
+
 @contextlib.contextmanager
 def isolated_rng(device: torch.device | None = None) -> Iterator[None]:
     """Run a block without disturbing torch's (CPU and this CUDA device's), Python's or NumPy's RNG state."""
@@ -196,6 +208,9 @@ class SampleLoggingCallback(Callback):
             ]
         if figures is not None:
             logged["attention"] = [figure_to_array(f) for f in figures]
+        for key in ("spectrogram", "attention"):  # W&B shows one image list at one size
+            if key in logged:
+                logged[key] = pad_to_common_size(logged[key])
         sinks = [lg for lg in trainer.loggers if hasattr(lg, "log_audio") and hasattr(lg, "log_image")]
         for logger in sinks:
             for key, items in logged.items():

@@ -14,7 +14,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_auffusion.attention.recording import AttentionMapWriter
 from lightning_auffusion.callbacks.audio_writer import AudioPredictionWriter
-from lightning_auffusion.callbacks.sample_logging import DEMO_PROMPTS, SampleLoggingCallback, isolated_rng
+from lightning_auffusion.callbacks.sample_logging import (
+    DEMO_PROMPTS,
+    SampleLoggingCallback,
+    isolated_rng,
+    pad_to_common_size,
+)
 from tests.attention.conftest import STEPS, nonsquare_ldm
 from tests.helpers import tone_batch
 
@@ -104,6 +109,8 @@ def test_fit_logs_every_n_steps_without_changing_training(tmp_path):
     assert audio["items"][0].shape == (16000,)
     figure = logger.calls[2][3]["items"][0]
     assert figure.ndim == 3 and figure.shape[-1] == 3 and figure.dtype == np.uint8
+    # prompts of different lengths give figures of different sizes; W&B gets them padded to one size
+    assert all(item.shape == figure.shape for item in logger.calls[2][3]["items"])
     import wandb  # what WandbLogger.log_audio / log_image build from these items
 
     wandb.Audio(audio["items"][0], sample_rate=audio["sample_rate"][0], caption=audio["caption"][0])
@@ -114,6 +121,13 @@ def test_fit_logs_every_n_steps_without_changing_training(tmp_path):
     plain = fit([], MediaLogger())
     for (name, a), b in zip(logged.unet.named_parameters(), plain.unet.parameters()):
         assert torch.equal(a, b), name
+
+
+def test_images_are_padded_to_one_size():
+    small, tall = np.zeros((2, 3, 3), np.uint8), np.ones((4, 1, 3), np.uint8)
+    a, b = pad_to_common_size([small, tall])
+    assert a.shape == b.shape == (4, 3, 3)
+    assert (a[:2] == 0).all() and (a[2:] == 255).all() and (b[:, :1] == 1).all() and (b[:, 1:] == 255).all()
 
 
 def test_only_rank_zero_logs(ldm):
