@@ -17,8 +17,10 @@ log = logging.getLogger(__name__)
 MANIFEST = "manipulations.jsonl"
 
 
-def _pipeline(checkpoint: str | None, pretrained: str | None, use_ema: bool, device: str, dtype: str):
+def _pipeline(checkpoint: str | None, pretrained: str | None, use_ema: bool, device: str, dtype: str, **sampling):
+    """(pipeline, sampling settings): each setting left at None takes the model's own, else the released one."""
     from lightning_auffusion.diffusion.generate import DTYPES, load_pipeline, resolve_device
+    from lightning_auffusion.diffusion.sampling import resolve_sampling
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
@@ -26,7 +28,7 @@ def _pipeline(checkpoint: str | None, pretrained: str | None, use_ema: bool, dev
     if torch_device.type == "cpu" and dtype == "float16":
         raise ValueError("float16 is for GPUs; use --dtype float32 or bfloat16 on the CPU")
     pipeline = load_pipeline(checkpoint, pretrained, use_ema=use_ema)
-    return pipeline.to(torch_device, DTYPES[dtype])
+    return pipeline.to(torch_device, DTYPES[dtype]), resolve_sampling(pipeline.sampling, **sampling)
 
 
 def _check_file(path: str) -> None:
@@ -69,9 +71,9 @@ def style_transfer(
     checkpoint: str | None = None,
     pretrained: str | None = None,
     output_dir: str = "outputs/style_transfer",
-    num_inference_steps: int = 100,
-    guidance_scale: float = 7.5,
-    scheduler: str = "pndm",
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    scheduler: str | None = None,
     seed: int = 0,
     negative_prompt: str | None = None,
     use_ema: bool = True,
@@ -89,7 +91,8 @@ def style_transfer(
         output_dir: folder for the WAV/PNG files and manipulations.jsonl.
         num_inference_steps: steps of the full schedule (strength x steps are run).
         guidance_scale: classifier-free guidance scale.
-        scheduler: pndm (as released), ddim, dpmsolver++ or euler.
+        scheduler: pndm (as released), ddim, dpmsolver++ or euler. Steps, guidance, scheduler (and duration)
+            default to the model's own sampling settings, else as released.
         seed: seed of the noise added to the source.
         negative_prompt: conditioning that replaces the unconditional zeros.
         use_ema: sample with the EMA weights of a checkpoint that kept an EMA.
@@ -99,11 +102,10 @@ def style_transfer(
     from lightning_auffusion.attention.manipulations import style_transfer as run
 
     _check_file(audio)
-    pipeline = _pipeline(checkpoint, pretrained, use_ema, device, dtype)
-    output = run(pipeline, audio, prompt, strength, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                 scheduler=scheduler, seed=seed, negative_prompt=negative_prompt)
-    record = {"command": "style-transfer", "audio": audio, "prompt": prompt, "strength": strength, "seed": seed,
-              "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale, "scheduler": scheduler}
+    pipeline, settings = _pipeline(checkpoint, pretrained, use_ema, device, dtype, num_inference_steps=num_inference_steps,
+                                   guidance_scale=guidance_scale, scheduler=scheduler)
+    output = run(pipeline, audio, prompt, strength, **settings, seed=seed, negative_prompt=negative_prompt)
+    record = {"command": "style-transfer", "audio": audio, "prompt": prompt, "strength": strength, "seed": seed, **settings}
     write_outputs(output, output_dir, f"style_{strength:.2f}_{_slug(prompt)}", record)
     return output_dir
 
@@ -117,9 +119,9 @@ def inpaint(
     checkpoint: str | None = None,
     pretrained: str | None = None,
     output_dir: str = "outputs/inpaint",
-    num_inference_steps: int = 100,
-    guidance_scale: float = 7.5,
-    scheduler: str = "pndm",
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    scheduler: str | None = None,
     seed: int = 0,
     negative_prompt: str | None = None,
     use_ema: bool = True,
@@ -139,7 +141,8 @@ def inpaint(
         output_dir: folder for the WAV/PNG files and manipulations.jsonl.
         num_inference_steps: denoising steps.
         guidance_scale: classifier-free guidance scale.
-        scheduler: pndm (as released), ddim, dpmsolver++ or euler.
+        scheduler: pndm (as released), ddim, dpmsolver++ or euler. Steps, guidance, scheduler (and duration)
+            default to the model's own sampling settings, else as released.
         seed: seed of the noise.
         negative_prompt: conditioning that replaces the unconditional zeros.
         use_ema: sample with the EMA weights of a checkpoint that kept an EMA.
@@ -149,12 +152,12 @@ def inpaint(
     from lightning_auffusion.attention.manipulations import inpaint as run
 
     _check_file(audio)
-    pipeline = _pipeline(checkpoint, pretrained, use_ema, device, dtype)
-    output = run(pipeline, audio, prompt, start_s, end_s, strength=strength, num_inference_steps=num_inference_steps,
-                 guidance_scale=guidance_scale, scheduler=scheduler, seed=seed, negative_prompt=negative_prompt)
+    pipeline, settings = _pipeline(checkpoint, pretrained, use_ema, device, dtype, num_inference_steps=num_inference_steps,
+                                   guidance_scale=guidance_scale, scheduler=scheduler)
+    output = run(pipeline, audio, prompt, start_s, end_s, strength=strength, **settings, seed=seed,
+                 negative_prompt=negative_prompt)
     record = {"command": "inpaint", "audio": audio, "prompt": prompt, "start_s": start_s, "end_s": end_s, "seed": seed,
-              "strength": strength, "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
-              "scheduler": scheduler}
+              "strength": strength, **settings}
     write_outputs(output, output_dir, f"inpaint_{start_s:g}-{end_s:g}_{_slug(prompt)}", record)
     return output_dir
 
@@ -167,11 +170,11 @@ def word_swap(
     checkpoint: str | None = None,
     pretrained: str | None = None,
     output_dir: str = "outputs/word_swap",
-    num_inference_steps: int = 100,
-    guidance_scale: float = 7.5,
-    scheduler: str = "pndm",
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    scheduler: str | None = None,
     seed: int = 0,
-    duration_seconds: float = 10.0,
+    duration_seconds: float | None = None,
     negative_prompt: str | None = None,
     use_ema: bool = True,
     device: str = "auto",
@@ -189,7 +192,8 @@ def word_swap(
         output_dir: folder for the WAV/PNG files and manipulations.jsonl.
         num_inference_steps: denoising steps.
         guidance_scale: classifier-free guidance scale.
-        scheduler: pndm (as released), ddim, dpmsolver++ or euler.
+        scheduler: pndm (as released), ddim, dpmsolver++ or euler. Steps, guidance, scheduler (and duration)
+            default to the model's own sampling settings, else as released.
         seed: seed of the shared initial noise.
         duration_seconds: audio length to keep.
         negative_prompt: conditioning that replaces the unconditional zeros.
@@ -199,13 +203,12 @@ def word_swap(
     """
     from lightning_auffusion.attention.manipulations import word_swap as run
 
-    pipeline = _pipeline(checkpoint, pretrained, use_ema, device, dtype)
-    output = run(pipeline, source_prompt, target_prompt, cross_window=cross_window, self_window=self_window,
-                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, scheduler=scheduler, seed=seed,
-                 negative_prompt=negative_prompt, duration_seconds=duration_seconds)
+    pipeline, settings = _pipeline(checkpoint, pretrained, use_ema, device, dtype, num_inference_steps=num_inference_steps,
+                                   guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=duration_seconds)
+    output = run(pipeline, source_prompt, target_prompt, cross_window=cross_window, self_window=self_window, **settings,
+                 seed=seed, negative_prompt=negative_prompt)
     record = {"command": "word-swap", "source_prompt": source_prompt, "target_prompt": target_prompt,
-              "cross_window": list(cross_window), "self_window": list(self_window), "seed": seed,
-              "num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale, "scheduler": scheduler}
+              "cross_window": list(cross_window), "self_window": list(self_window), "seed": seed, **settings}
     write_outputs(output, output_dir, f"swap_{_slug(target_prompt)}", record)
     return output_dir
 
@@ -218,11 +221,11 @@ def reweight(
     checkpoint: str | None = None,
     pretrained: str | None = None,
     output_dir: str = "outputs/reweight",
-    num_inference_steps: int = 100,
-    guidance_scale: float = 7.5,
-    scheduler: str = "pndm",
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    scheduler: str | None = None,
     seed: int = 0,
-    duration_seconds: float = 10.0,
+    duration_seconds: float | None = None,
     negative_prompt: str | None = None,
     use_ema: bool = True,
     device: str = "auto",
@@ -240,7 +243,8 @@ def reweight(
         output_dir: folder for the WAV/PNG files and manipulations.jsonl.
         num_inference_steps: denoising steps.
         guidance_scale: classifier-free guidance scale.
-        scheduler: pndm (as released), ddim, dpmsolver++ or euler.
+        scheduler: pndm (as released), ddim, dpmsolver++ or euler. Steps, guidance, scheduler (and duration)
+            default to the model's own sampling settings, else as released.
         seed: seed of the shared initial noise.
         duration_seconds: audio length to keep.
         negative_prompt: conditioning that replaces the unconditional zeros.
@@ -250,13 +254,12 @@ def reweight(
     """
     from lightning_auffusion.attention.manipulations import reweight as run
 
-    pipeline = _pipeline(checkpoint, pretrained, use_ema, device, dtype)
-    output = run(pipeline, prompt, dict(words), cross_window=cross_window, self_window=self_window,
-                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, scheduler=scheduler, seed=seed,
-                 negative_prompt=negative_prompt, duration_seconds=duration_seconds)
+    pipeline, settings = _pipeline(checkpoint, pretrained, use_ema, device, dtype, num_inference_steps=num_inference_steps,
+                                   guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=duration_seconds)
+    output = run(pipeline, prompt, dict(words), cross_window=cross_window, self_window=self_window, **settings,
+                 seed=seed, negative_prompt=negative_prompt)
     record = {"command": "reweight", "prompt": prompt, "words": dict(words), "cross_window": list(cross_window),
-              "self_window": list(self_window), "seed": seed, "num_inference_steps": num_inference_steps,
-              "guidance_scale": guidance_scale, "scheduler": scheduler}
+              "self_window": list(self_window), "seed": seed, **settings}
     tag = "-".join(f"{_slug(w)}{v:g}" for w, v in words.items())
     write_outputs(output, output_dir, f"reweight_{tag}_{_slug(prompt)}", record)
     return output_dir
