@@ -17,6 +17,19 @@ from lightning_auffusion.vocoder.config import DiscriminatorConfig
 Outputs = tuple[list[torch.Tensor], list[list[torch.Tensor]]]  # logits per discriminator, feature maps per discriminator
 
 
+def run_conv_stack(
+    x: torch.Tensor, convs: nn.ModuleList, conv_post: nn.Module, slope: float
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Leaky-ReLU conv stack + output conv: (flattened logits, every layer's activations for feature matching)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), slope)
+        features.append(x)
+    x = conv_post(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """Reshapes audio (B, 1, T) to (B, 1, T/p, p) and applies (k x 1) 2-D convs, so each column sees every p-th sample."""
 
@@ -40,14 +53,7 @@ class PeriodDiscriminator(nn.Module):
             pad = self.period - t % self.period
             audio = F.pad(audio, (0, pad), mode="reflect" if t > pad else "constant")
             t = t + pad
-        x = audio.view(b, c, t // self.period, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), self.slope)
-            features.append(x)
-        x = self.conv_post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return run_conv_stack(audio.view(b, c, t // self.period, self.period), self.convs, self.conv_post, self.slope)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -67,14 +73,7 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = norm(nn.Conv1d(channels[-1], 1, 3, 1, padding=1))
 
     def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = audio
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), self.slope)
-            features.append(x)
-        x = self.conv_post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return run_conv_stack(audio, self.convs, self.conv_post, self.slope)
 
 
 class MultiPeriodDiscriminator(nn.Module):
