@@ -258,7 +258,12 @@ class AuffusionLDM(LightningModule):
         from lightning_auffusion.diffusion.sampling import generate
 
         prompts = batch["prompt"]
-        return generate(self, [prompts] if isinstance(prompts, str) else list(prompts), **self.sampling)
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        settings = dict(self.sampling)
+        if batch.get("seed") is not None:  # per-prompt seeds from PromptDataModule: independent of the batching
+            seeds = batch["seed"]
+            settings["seed"] = [int(seeds)] * len(prompts) if isinstance(seeds, int) else [int(s) for s in seeds]
+        return generate(self, prompts, **settings)
 
     # ------------------------------------------------------------------ EMA
     @contextlib.contextmanager

@@ -155,7 +155,18 @@ def test_predict_with_trainer_writes_audio(tmp_path):
     trainer = pl.Trainer(accelerator="cpu", logger=False, callbacks=[writer], enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=str(tmp_path))
     trainer.predict(model, datamodule=PromptDataModule(prompts=PROMPTS, batch_size=2), return_predictions=False)
-    _check_outputs(tmp_path / "pred", PROMPTS, 0.5)
+    records = _check_outputs(tmp_path / "pred", PROMPTS, 0.5)
+    assert [r["seed"] for r in records] == [0, 1, 2]
+    # prompt i is sampled with seed i whatever the batching: one batch of 3 gives the latents of 2 + 1
+    def latents(batch_size):
+        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                             default_root_dir=str(tmp_path))
+        outputs = trainer.predict(model, datamodule=PromptDataModule(prompts=PROMPTS, batch_size=batch_size))
+        return torch.cat([out.latents for out in outputs])
+
+    split, whole = latents(2), latents(3)
+    assert torch.allclose(split, whole, rtol=1e-4, atol=1e-3)  # batched convs round differently
+    assert (split[0] - split[2]).abs().max() > 1e-2  # different seeds, different samples
 
 
 def test_predict_config_layers_on_an_ldm_config(tmp_path):
