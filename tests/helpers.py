@@ -215,3 +215,19 @@ class ToneDataModule(pl.LightningDataModule):
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         return self._loader()
+
+
+class TinyPerceptual(torch.nn.Module):
+    """A stand-in perceptual distance (LPIPS's call signature): fixed random conv features, mean squared
+    feature difference per sample."""
+
+    def __init__(self, channels: int = 4, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.conv = torch.nn.Conv2d(3, channels, 3, padding=1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=generator))
+            self.conv.bias.zero_()
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (torch.relu(self.conv(a)) - torch.relu(self.conv(b))).pow(2).mean(dim=(1, 2, 3))

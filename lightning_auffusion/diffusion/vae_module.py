@@ -1,7 +1,8 @@
 """``SpectrogramVAE``: train or fine-tune an ``AutoencoderKL`` on Auffusion's spectrogram images.
 
 Loss = reconstruction (L1 or MSE on the image) + ``kl_weight`` x KL + ``logmel_l1_weight`` x L1 in the
-log-mel domain (+ ``adversarial_weight`` x PatchGAN term from ``adversarial_start_step``, adaptively
+log-mel domain (+ ``perceptual_weight`` x a frozen perceptual distance such as LPIPS, named by
+``perceptual``) (+ ``adversarial_weight`` x PatchGAN term from ``adversarial_start_step``, adaptively
 balanced against the reconstruction gradient at the decoder's last layer, as latent-diffusion VAEs are
 trained). The KL is the per-sample sum over latent elements divided by the image's element count, so
 ``kl_weight`` has the meaning it has in Stable Diffusion's VAE recipe (1e-6) relative to a per-pixel
@@ -15,6 +16,7 @@ config's value (0.18215 for SD's VAE).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from dataclasses import asdict
@@ -54,6 +56,11 @@ class SpectrogramVAE(LightningModule):
         reconstruction_loss: "l1" or "mse" on the [-1, 1] image.
         kl_weight: weight of the KL term (Stable Diffusion's VAE: 1e-6).
         logmel_l1_weight: weight of an L1 term on the decoded log-mel (natural-log units).
+        perceptual: a frozen perceptual distance as ``{"class_path": ..., "init_args": {...}}``, called as
+            ``net(reconstruction, image)`` on the [-1, 1] 3-channel images and averaged, e.g.
+            ``{"class_path": "lpips.LPIPS", "init_args": {"net": "vgg"}}`` (``pip install lpips``; it fetches
+            its backbone weights on first use). Built on first use, kept out of checkpoints; None = off.
+        perceptual_weight: weight of the perceptual term (Stable Diffusion's VAE recipe: 1.0).
         adversarial_weight: 0 disables the discriminator; otherwise the PatchGAN weight.
         adversarial_start_step: autoencoder step from which the GAN terms switch on.
         adaptive_adversarial_weight: scale the GAN term by the gradient-norm ratio at the decoder output layer.
@@ -79,6 +86,8 @@ class SpectrogramVAE(LightningModule):
         reconstruction_loss: str = "l1",
         kl_weight: float = 1e-6,
         logmel_l1_weight: float = 0.0,
+        perceptual: dict[str, Any] | None = None,
+        perceptual_weight: float = 1.0,
         adversarial_weight: float = 0.0,
         adversarial_start_step: int = 50001,
         adaptive_adversarial_weight: bool = True,
@@ -105,6 +114,8 @@ class SpectrogramVAE(LightningModule):
             raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {gan_loss!r}")
         if scaling_factor not in ("estimate", "keep"):
             raise ValueError(f"scaling_factor must be 'estimate' or 'keep', got {scaling_factor!r}")
+        if perceptual is not None and not isinstance(perceptual.get("class_path"), str):
+            raise ValueError(f"perceptual must be {{'class_path': 'package.Class', 'init_args': {{...}}}}, got {perceptual!r}")
         mel = _dataclass_or(mel, MelConfig)
         image = _dataclass_or(image, ImageConfig)
         self.save_hyperparameters(ignore=["optimizer", "discriminator_optimizer"])
@@ -144,6 +155,26 @@ class SpectrogramVAE(LightningModule):
         z = posterior.sample() if sample else posterior.mode()
         return self.vae.decode(z).sample, posterior, z
 
+    def perceptual_network(self) -> torch.nn.Module | None:
+        """The frozen perceptual network (built on first call; not a submodule, so not in checkpoints)."""
+        spec = self.hparams.perceptual
+        if spec is None or not self.hparams.perceptual_weight:
+            return None
+        net = self.__dict__.get("_perceptual_net")
+        if net is None:
+            module_name, _, class_name = spec["class_path"].rpartition(".")
+            try:
+                cls = getattr(importlib.import_module(module_name), class_name)
+            except (ImportError, AttributeError, ValueError) as error:
+                raise ImportError(
+                    f"perceptual class_path {spec['class_path']!r} cannot be imported ({error}); install its package "
+                    "(e.g. `pip install lpips`) or set perceptual: null"
+                ) from error
+            net = cls(**dict(spec.get("init_args") or {}))
+            net.eval().requires_grad_(False)
+            self.__dict__["_perceptual_net"] = net  # bypasses nn.Module registration on purpose
+        return net
+
     def loss_terms(self, images: torch.Tensor, recon: torch.Tensor, posterior: Any) -> dict[str, torch.Tensor]:
         recon32, images32 = recon.float(), images.float()
         if self.hparams.reconstruction_loss == "l1":
@@ -156,7 +187,21 @@ class SpectrogramVAE(LightningModule):
         if self.hparams.logmel_l1_weight > 0 or not self.training:
             with torch.autocast(device_type=images.device.type, enabled=False):
                 terms["logmel_l1"] = (self.frontend.image_to_logmel(recon32) - self.frontend.image_to_logmel(images32)).abs().mean()
+        net = self.perceptual_network()
+        if net is not None:
+            net.to(images.device)
+            terms["perceptual"] = net(recon32, images32).float().mean()
         return terms
+
+    def weighted_reconstruction(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Reconstruction + weighted log-mel L1 + weighted perceptual term (what the GAN weight balances against)."""
+        hp = self.hparams
+        nll = terms["rec"]
+        if "logmel_l1" in terms and hp.logmel_l1_weight:
+            nll = nll + hp.logmel_l1_weight * terms["logmel_l1"]
+        if "perceptual" in terms:
+            nll = nll + hp.perceptual_weight * terms["perceptual"]
+        return nll
 
     def _update_latent_stats(self, z: torch.Tensor) -> None:
         z = z.detach().float()
@@ -187,7 +232,7 @@ class SpectrogramVAE(LightningModule):
         self._update_latent_stats(z)
         terms = self.loss_terms(images, recon, posterior)
         hp = self.hparams
-        nll = terms["rec"] + hp.logmel_l1_weight * terms.get("logmel_l1", 0.0)
+        nll = self.weighted_reconstruction(terms)
         loss = nll + hp.kl_weight * terms["kl"]
         gan_on = self.gan_active()
         if gan_on:
@@ -225,7 +270,7 @@ class SpectrogramVAE(LightningModule):
         images = self.images_from_audio(batch["audio"])
         recon, posterior, _ = self.reconstruct(images, sample=False)
         terms = self.loss_terms(images, recon, posterior)
-        loss = terms["rec"] + self.hparams.kl_weight * terms["kl"] + self.hparams.logmel_l1_weight * terms["logmel_l1"]
+        loss = self.weighted_reconstruction(terms) + self.hparams.kl_weight * terms["kl"]
         batch_size = images.shape[0]
         self.log("val/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=True)
         for name, value in terms.items():

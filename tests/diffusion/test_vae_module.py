@@ -148,6 +148,34 @@ def test_checkpoint_and_export_feed_the_ldm(tmp_path):
             assert torch.equal(a, b)
 
 
+PERCEPTUAL = {"class_path": "tests.helpers.TinyPerceptual", "init_args": {"channels": 4}}
+
+
+def test_perceptual_term_is_frozen_weighted_and_kept_out_of_checkpoints(tmp_path):
+    from tests.helpers import TinyPerceptual
+
+    module = tiny_vae_module(perceptual=PERCEPTUAL, perceptual_weight=0.5)
+    assert "_perceptual_net" not in module.__dict__  # built on first use only
+    images, recon, posterior = _images_recon_posterior(module)
+    terms = module.loss_terms(images, recon, posterior)
+    expected = TinyPerceptual(channels=4)(recon, images).mean()
+    torch.testing.assert_close(terms["perceptual"], expected)
+    torch.testing.assert_close(module.weighted_reconstruction(terms), terms["rec"] + 0.5 * expected)
+    net = module.perceptual_network()
+    before = [p.detach().clone() for p in net.parameters()]
+    trainer = _fit(module, tmp_path, steps=3)
+    assert "train/perceptual" in trainer.callback_metrics
+    assert all(not p.requires_grad for p in net.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    assert not any("perceptual" in key for key in module.state_dict())
+    optimizer_params = {id(p) for g in trainer.optimizers[0].param_groups for p in g["params"]}
+    assert not optimizer_params & {id(p) for p in net.parameters()}
+    # the checkpoint holds the spec, not the network: loading needs nothing beyond the VAE
+    trainer.save_checkpoint(tmp_path / "vae.ckpt")
+    loaded = SpectrogramVAE.load_from_checkpoint(tmp_path / "vae.ckpt")
+    assert loaded.hparams.perceptual == PERCEPTUAL and "_perceptual_net" not in loaded.__dict__
+
+
 def test_bad_options_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="reconstruction_loss"):
         tiny_vae_module(reconstruction_loss="huber")
@@ -155,6 +183,11 @@ def test_bad_options_fail_clearly(tmp_path):
         tiny_vae_module(scaling_factor="auto")
     with pytest.raises(ValueError, match="discriminator norm"):
         tiny_vae_module(adversarial_weight=0.1, discriminator_norm="instance")
+    with pytest.raises(ValueError, match="perceptual must be"):
+        tiny_vae_module(perceptual={"net": "vgg"})
+    missing = tiny_vae_module(perceptual={"class_path": "no_such_package.LPIPS"})
+    with pytest.raises(ImportError, match="'no_such_package.LPIPS' cannot be imported.*pip install lpips"):
+        missing.loss_terms(*_images_recon_posterior(missing))
     bad = tmp_path / "other.ckpt"
     torch.save({"state_dict": {}}, bad)
     with pytest.raises(ValueError, match="not a SpectrogramVAE checkpoint"):
