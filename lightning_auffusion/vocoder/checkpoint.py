@@ -185,14 +185,17 @@ def _is_lightning_checkpoint(data: Any) -> bool:
     return isinstance(data, dict) and "state_dict" in data and ("pytorch-lightning_version" in data or "hyper_parameters" in data)
 
 
-def generator_from_lightning(data: dict[str, Any], source: str = "checkpoint") -> HifiGanGenerator:
-    """Rebuild the generator of a VocoderModule Lightning checkpoint (weight norm kept)."""
+def generator_from_lightning(data: dict[str, Any], source: str = "checkpoint", use_ema: bool = True) -> HifiGanGenerator:
+    """Rebuild the generator of a VocoderModule Lightning checkpoint (weight norm kept): its weight average
+    (``generator_ema_decay``) when it kept one and ``use_ema``, else the trained weights."""
     hparams = data.get("hyper_parameters") or {}
     if "generator" not in hparams:
         raise ValueError(f"{source}: a Lightning checkpoint, but not of VocoderModule (no 'generator' hyper-parameter)")
     gen_cfg = hparams["generator"]
     config = gen_cfg if isinstance(gen_cfg, GeneratorConfig) else GeneratorConfig.from_dict(dict(gen_cfg))
     prefix = "generator."
+    if use_ema and any(k.startswith("generator_ema.") for k in data["state_dict"]):
+        prefix = "generator_ema."
     state = {k[len(prefix) :]: v for k, v in data["state_dict"].items() if k.startswith(prefix)}
     return load_state_into(HifiGanGenerator(config), state, source)
 

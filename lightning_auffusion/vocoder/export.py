@@ -39,6 +39,7 @@ def export_vocoder(
     out_dir: str | None = None,
     hifigan_file: str | None = None,
     discriminator_file: str | None = None,
+    use_ema: bool = True,
 ) -> dict[str, str]:
     """Export the generator of a VocoderModule Lightning checkpoint.
 
@@ -49,13 +50,14 @@ def export_vocoder(
         hifigan_file: also write an original HiFi-GAN generator file (``{"generator": ...}``) with its
             ``config.json`` beside it, e.g. ``exports/g_00100000``.
         discriminator_file: also write the discriminators as an original ``do_*`` file (no optimizer states).
+        use_ema: export the generator's weight average when the run kept one (``generator_ema_decay``).
     """
     if out_dir is None and hifigan_file is None and discriminator_file is None:
         raise ValueError("nothing to export: give out_dir and/or hifigan_file and/or discriminator_file")
     data = read_checkpoint(checkpoint, "cpu")
     if not (isinstance(data, dict) and "state_dict" in data):
         raise ValueError(f"{checkpoint}: not a Lightning checkpoint (no 'state_dict'); it should come from `fit` of VocoderModule")
-    generator = generator_from_lightning(data, checkpoint)
+    generator = generator_from_lightning(data, checkpoint, use_ema=use_ema)
     written: dict[str, str] = {}
     if out_dir is not None:
         written["auffusion_dir"] = str(save_auffusion_vocoder(generator, out_dir))

@@ -81,6 +81,9 @@ class VocoderModule(LightningModule):
         stft_resolutions: (n_fft, hop, window) triples of the multi-resolution STFT distance.
         val_clips_to_return: clips per validation batch returned for sample-logging callbacks.
         init_generator: start from these generator weights (any source ``load_vocoder`` accepts).
+        generator_ema_decay: keep an exponential moving average of the generator weights with this decay
+            (warmed up as ``min(decay, (1 + n) / (10 + n))`` at generator step ``n``); validation, sample
+            logging and export then use the average. None: no average.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class VocoderModule(LightningModule):
         stft_resolutions: Sequence[tuple[int, int, int]] = DEFAULT_RESOLUTIONS,
         val_clips_to_return: int = 4,
         init_generator: str | None = None,
+        generator_ema_decay: float | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -122,6 +126,8 @@ class VocoderModule(LightningModule):
             raise ValueError(f"lr_decay_interval must be 'epoch' or 'step', got {lr_decay_interval!r}")
         if discriminator_warmup_steps < 0:
             raise ValueError("discriminator_warmup_steps must be >= 0")
+        if generator_ema_decay is not None and not 0.0 < generator_ema_decay < 1.0:
+            raise ValueError(f"generator_ema_decay must be in (0, 1) or None, got {generator_ema_decay}")
         self.save_hyperparameters()
         # store plain dicts so checkpoints load with weights_only=True and stay readable without this code
         self.hparams.generator = gen_cfg.to_dict()
@@ -133,6 +139,9 @@ class VocoderModule(LightningModule):
         self._hparams_initial = copy.deepcopy(self._hparams)  # what loggers record: the same plain values
 
         self.generator = HifiGanGenerator(gen_cfg)
+        self.generator_ema = None
+        if generator_ema_decay is not None:
+            self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False)
         self.mpd = MultiPeriodDiscriminator(disc_cfg)
         self.msd = MultiScaleDiscriminator(disc_cfg)
         self.mel_config = mel_cfg
@@ -238,7 +247,9 @@ class VocoderModule(LightningModule):
             logs.update({"train/loss_fm": loss_fm, "train/loss_adv": loss_adv})
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
+        steps_before = self.generator_steps
         opt_g.step()
+        self._update_generator_ema(steps_before)
         self.untoggle_optimizer(opt_g)
 
         if h.lr_decay_interval == "step":
@@ -278,6 +289,22 @@ class VocoderModule(LightningModule):
             self.generator.config.check_compatible(source.config.mel_config(), f"init_generator {self.hparams.init_generator}")
             load_state_into(self.generator, source.state_dict(), self.hparams.init_generator)
             log.info("generator initialised from %s", self.hparams.init_generator)
+            if self.generator_ema is not None:
+                self.generator_ema.load_state_dict(self.generator.state_dict())
+
+    @property
+    def inference_generator(self) -> HifiGanGenerator:
+        """The generator validation and export use: the weight average when one is kept."""
+        return self.generator if self.generator_ema is None else self.generator_ema
+
+    @torch.no_grad()
+    def _update_generator_ema(self, step: int) -> None:
+        """Average in the weights of generator step ``step`` (counted from 0)."""
+        if self.generator_ema is None:
+            return
+        decay = min(self.hparams.generator_ema_decay, (1 + step) / (10 + step))
+        for average, current in zip(self.generator_ema.parameters(), self.generator.parameters()):
+            average.lerp_(current.detach(), 1.0 - decay)
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
@@ -286,7 +313,7 @@ class VocoderModule(LightningModule):
             keep = int(self.hparams.val_max_seconds * self.mel_config.sample_rate)
             audio, lengths = audio[:, :keep], lengths.clamp(max=keep)
         logmel = self.compute_logmel(audio)
-        generated = self.generator(logmel)[:, 0].float()
+        generated = self.inference_generator(logmel)[:, 0].float()
         for metric in self.val_metrics.values():
             metric.update(generated, audio, lengths)
         out = {"audio": audio, "generated": generated, "num_samples": lengths, "logmel": logmel}

@@ -168,6 +168,54 @@ def test_lightning_checkpoint_loads_as_inference_generator(tmp_path):
     assert restored.generator.config == module.generator.config
 
 
+class _WeightsSpy(Callback):
+    """Records the generator's weights after every generator step."""
+
+    def __init__(self) -> None:
+        self.snapshots = []
+
+    def on_train_batch_end(self, trainer, module, *args) -> None:
+        self.snapshots.append([p.detach().clone() for p in module.generator.parameters()])
+
+
+def test_generator_weight_average_is_validated_and_exported(tmp_path):
+    from lightning_auffusion.vocoder.export import export_vocoder
+
+    torch.manual_seed(0)
+    decay = 0.6
+    module = make_module(generator_ema_decay=decay, discriminator_warmup_steps=10)
+    start = [p.detach().clone() for p in module.generator_ema.parameters()]
+    spy = _WeightsSpy()
+    trainer = make_trainer(tmp_path, max_steps=4, callbacks=[spy])
+    trainer.fit(module, ToneDataModule(n_train=8, batch_size=2))
+    # the recurrence: average <- average + (1 - d_n) (weights after step n), d_n = min(decay, (1 + n) / (10 + n))
+    expected = start
+    for n, weights in enumerate(spy.snapshots):
+        d = min(decay, (1 + n) / (10 + n))
+        expected = [e + (1 - d) * (w - e) for e, w in zip(expected, weights)]
+    for e, a in zip(expected, module.generator_ema.parameters()):
+        torch.testing.assert_close(a, e)
+    assert not any(p.requires_grad for p in module.generator_ema.parameters())
+    assert not torch.equal(next(module.generator_ema.parameters()), next(module.generator.parameters()))
+    assert module.inference_generator is module.generator_ema
+    # checkpoints carry the average; export and load_vocoder take it unless told otherwise
+    trainer.save_checkpoint(tmp_path / "v.ckpt")
+    mel = torch.randn(1, 256, 6)
+    with torch.no_grad():
+        averaged = module.generator_ema.eval()(mel)
+        trained = module.generator.eval()(mel)
+        assert torch.allclose(load_vocoder(tmp_path / "v.ckpt")(mel), averaged, atol=1e-6)
+        export_vocoder(str(tmp_path / "v.ckpt"), out_dir=str(tmp_path / "ema"))
+        export_vocoder(str(tmp_path / "v.ckpt"), out_dir=str(tmp_path / "raw"), use_ema=False)
+        assert torch.allclose(load_vocoder(tmp_path / "ema")(mel), averaged, atol=1e-6)
+        assert torch.allclose(load_vocoder(tmp_path / "raw")(mel), trained, atol=1e-6)
+    restored = VocoderModule.load_from_checkpoint(tmp_path / "v.ckpt", weights_only=True)
+    for a, b in zip(restored.generator_ema.parameters(), module.generator_ema.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="generator_ema_decay"):
+        make_module(generator_ema_decay=1.0)
+
+
 def test_bad_settings_are_clear_errors():
     with pytest.raises(ValueError, match="num_mels / n_mels"):
         make_module(mel={"n_mels": 80})
