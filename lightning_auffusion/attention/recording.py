@@ -29,6 +29,32 @@ def _default(name: str):
     return inspect.signature(generate).parameters[name].default
 
 
+def recorder_for_run(pipeline: AuffusionPipeline, sampling: dict, resolutions, layers) -> AttentionRecorder:
+    """An ``AttentionRecorder`` on the pipeline's U-Net, sized for one ``generate`` run with ``sampling``
+    (settings it leaves out take ``generate``'s defaults)."""
+    steps = sampling.get("num_inference_steps", _default("num_inference_steps"))
+    scheduler = sampling.get("scheduler", _default("scheduler"))
+    guidance = float(sampling.get("guidance_scale", _default("guidance_scale")))
+    return AttentionRecorder(
+        pipeline.unet,
+        resolutions=resolutions,
+        layers=layers,
+        classifier_free=guidance != 1.0,
+        image_scale=pipeline.vae_downsample_factor,
+        store_device=None,
+        calls_per_run=calls_per_run(pipeline, scheduler, steps),
+    )
+
+
+def write_attention_figure(attention: TokenAttention, image, output_dir: str | os.PathLike, index: int, *,
+                           dpi: int = 100, **figure_kwargs) -> str:
+    """Draw one prompt's maps over its spectrogram image into ``<output_dir>/<index>_<slug>_attention.png``."""
+    from lightning_auffusion.callbacks.audio_writer import output_stem
+
+    fig = attention_figure(attention, image, **figure_kwargs)
+    return save_figure(fig, os.path.join(output_dir, output_stem(index, attention.prompt) + ATTENTION_SUFFIX), dpi=dpi)
+
+
 def calls_per_run(pipeline: AuffusionPipeline, scheduler, num_inference_steps: int) -> int:
     """U-Net calls of one denoising run: ``len(scheduler.timesteps)`` (PNDM repeats its first step)."""
     sched = (
@@ -66,18 +92,7 @@ def generate_recording_attention(
     spectrogram image and labelled by the conditioner's token pieces."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     with _as_pipeline(model, use_ema) as pipeline:
-        steps = sampling_kwargs.get("num_inference_steps", _default("num_inference_steps"))
-        scheduler = sampling_kwargs.get("scheduler", _default("scheduler"))
-        guidance = float(sampling_kwargs.get("guidance_scale", _default("guidance_scale")))
-        recorder = AttentionRecorder(
-            pipeline.unet,
-            resolutions=resolutions,
-            layers=layers,
-            classifier_free=guidance != 1.0,
-            image_scale=pipeline.vae_downsample_factor,
-            store_device=None,
-            calls_per_run=calls_per_run(pipeline, scheduler, steps),
-        )
+        recorder = recorder_for_run(pipeline, sampling_kwargs, resolutions, layers)
         with recorder:
             output = generate(pipeline, prompts, **sampling_kwargs)
         if recorder.num_rows != len(prompts):
@@ -107,18 +122,14 @@ def generate_with_attention_maps(
     arguments go to :func:`lightning_auffusion.diffusion.sampling.generate` unchanged, so the audio is
     bit-identical to a plain ``generate`` call with the same arguments.
     """
-    from lightning_auffusion.callbacks.audio_writer import output_stem
-
     output, maps = generate_recording_attention(pipeline, prompts, resolutions=resolutions, layers=layers, **sampling_kwargs)
     indices = list(range(len(maps))) if indices is None else [int(i) for i in indices]
     if len(indices) != len(maps):
         raise ValueError(f"{len(indices)} indices for {len(maps)} prompts")
     os.makedirs(output_dir, exist_ok=True)
     for row, (index, attention) in enumerate(zip(indices, maps)):
-        fig = attention_figure(
-            attention, output.image[row], skip_padding=skip_padding, skip_special=skip_special, max_tokens=max_tokens
-        )
-        path = save_figure(fig, os.path.join(output_dir, output_stem(index, attention.prompt) + ATTENTION_SUFFIX), dpi=dpi)
+        path = write_attention_figure(attention, output.image[row], output_dir, index, dpi=dpi, skip_padding=skip_padding,
+                                      skip_special=skip_special, max_tokens=max_tokens)
         log.info("wrote %s", path)
     return output
 
@@ -159,16 +170,9 @@ class AttentionMapWriter(Callback):
         self._recorder: AttentionRecorder | None = None
 
     def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        pipeline = AuffusionPipeline.from_module(pl_module, use_ema=False)  # shares the module's U-Net
         sampling = dict(getattr(pl_module, "sampling", None) or {})
-        steps = sampling.get("num_inference_steps", _default("num_inference_steps"))
-        scheduler = sampling.get("scheduler", _default("scheduler"))
-        guidance = float(sampling.get("guidance_scale", _default("guidance_scale")))
-        pipeline = AuffusionPipeline.from_module(pl_module, use_ema=False)
-        self._recorder = AttentionRecorder(
-            pl_module.unet, resolutions=self.resolutions, layers=self.layers, classifier_free=guidance != 1.0,
-            image_scale=pipeline.vae_downsample_factor, store_device=None,
-            calls_per_run=calls_per_run(pipeline, scheduler, steps),
-        ).__enter__()
+        self._recorder = recorder_for_run(pipeline, sampling, self.resolutions, self.layers).__enter__()
 
     def _stop(self) -> AttentionRecorder | None:
         recorder, self._recorder = self._recorder, None
@@ -177,8 +181,6 @@ class AttentionMapWriter(Callback):
         return recorder
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
-        from lightning_auffusion.callbacks.audio_writer import output_stem
-
         recorder = self._stop()
         if recorder is None or outputs is None or not hasattr(outputs, "image"):
             return
@@ -189,8 +191,7 @@ class AttentionMapWriter(Callback):
         size = tuple(outputs.image.shape[-2:])
         for row, (index, prompt) in enumerate(zip(indices, prompts)):
             attention = token_attention(recorder, row, prompt, pl_module.conditioner, size=size)
-            fig = attention_figure(attention, outputs.image[row], **self.figure_kwargs)
-            save_figure(fig, os.path.join(self.output_dir, output_stem(index, prompt) + ATTENTION_SUFFIX), dpi=self.dpi)
+            write_attention_figure(attention, outputs.image[row], self.output_dir, index, dpi=self.dpi, **self.figure_kwargs)
 
     def on_predict_end(self, trainer, pl_module) -> None:
         self._stop()
