@@ -23,6 +23,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -94,7 +95,34 @@ class AttentionRun:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-class AttentionRecorder:
+class PatchesAttention:
+    """Base of the context managers that wrap some of ``self.unet``'s attention processors and watch its
+    forward calls: ``_patch`` installs the wrappers and the hook, ``_unpatch`` puts the U-Net back as it was."""
+
+    unet: torch.nn.Module
+    _original: dict | None = None
+    _hook = None
+
+    def _patch(self, wrappers: dict, hook, with_kwargs: bool = False) -> None:
+        """``wrappers``: layer name -> ``wrap(original_processor)`` giving the processor to install."""
+        self._original = dict(self.unet.attn_processors)
+        processors = dict(self._original)
+        for name, wrap in wrappers.items():
+            key = name + PROCESSOR_SUFFIX
+            processors[key] = wrap(self._original[key])
+        self.unet.set_attn_processor(processors)
+        self._hook = self.unet.register_forward_pre_hook(hook, with_kwargs=with_kwargs)
+
+    def _unpatch(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+        if self._original is not None:
+            self.unet.set_attn_processor(self._original)
+            self._original = None
+
+
+class AttentionRecorder(PatchesAttention):
     """Record cross-attention probabilities of ``unet`` while inside ``with AttentionRecorder(unet): ...``.
 
     Args:
@@ -128,8 +156,6 @@ class AttentionRecorder:
         self.store_device = store_device
         self.layers = select_layers(unet, self.resolutions, layers)
         self.runs: list[AttentionRun] = []
-        self._original: dict | None = None
-        self._hook = None
         self._recording = False
         self._paused = False
 
@@ -137,24 +163,14 @@ class AttentionRecorder:
     def __enter__(self) -> AttentionRecorder:
         if self._original is not None:
             raise RuntimeError("AttentionRecorder is already active; it cannot be entered twice")
-        self._original = dict(self.unet.attn_processors)
-        processors = dict(self._original)
-        for name in self.layers:
-            key = name + PROCESSOR_SUFFIX
-            processors[key] = RecordingAttnProcessor(name, self, self._original[key])
-        self.unet.set_attn_processor(processors)
-        self._hook = self.unet.register_forward_pre_hook(self._before_forward, with_kwargs=True)
+        wrappers = {name: partial(RecordingAttnProcessor, name, self) for name in self.layers}
+        self._patch(wrappers, self._before_forward, with_kwargs=True)
         self._recording = True
         return self
 
     def __exit__(self, *exc) -> None:
         self._recording = False
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        if self._original is not None:
-            self.unet.set_attn_processor(self._original)
-            self._original = None
+        self._unpatch()
 
     @property
     def active(self) -> bool:

@@ -20,10 +20,11 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 
-from lightning_auffusion.attention.capture import PROCESSOR_SUFFIX, attention_layers, layer_downsampling
+from lightning_auffusion.attention.capture import PatchesAttention, attention_layers, layer_downsampling
 from lightning_auffusion.attention.processors import ControlledAttnProcessor
 
 PAD = "pad"
@@ -166,7 +167,7 @@ def _window(value: Sequence[float], what: str) -> tuple[float, float]:
     return start, end
 
 
-class AttentionEditController(ABC):
+class AttentionEditController(PatchesAttention, ABC):
     """Installs :class:`ControlledAttnProcessor` on every attention layer of ``unet`` while in its context,
     counts U-Net calls to know the step, and rebuilds target rows from the source row inside the windows.
 
@@ -193,30 +194,20 @@ class AttentionEditController(ABC):
         self.classifier_free = classifier_free
         self.step = -1
         self._factors: dict[str, int] = {}
-        self._original: dict | None = None
-        self._hook = None
 
     # -- installation
     def __enter__(self) -> AttentionEditController:
-        self._original = dict(self.unet.attn_processors)
-        processors = dict(self._original)
+        wrappers = {}
         for cross in (True, False):
             for name in attention_layers(self.unet, cross=cross):
                 self._factors[name] = layer_downsampling(self.unet, name)
-                key = name + PROCESSOR_SUFFIX
-                processors[key] = ControlledAttnProcessor(name, self, self._original[key], is_cross=cross)
-        self.unet.set_attn_processor(processors)
-        self._hook = self.unet.register_forward_pre_hook(self._count)
+                wrappers[name] = partial(ControlledAttnProcessor, name, self, is_cross=cross)
+        self._patch(wrappers, self._count)
         self.step = -1
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        if self._original is not None:
-            self.unet.set_attn_processor(self._original)
-            self._original = None
+        self._unpatch()
 
     def _count(self, module, args) -> None:
         self.step += 1
