@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from lightning_auffusion.attention.capture import TokenAttention, is_padding
 from lightning_auffusion.attention.figures import clean_piece
-from lightning_auffusion.metrics.localisation import AttentionLocalisation
+from lightning_auffusion.metrics.localisation import AttentionLocalisation, token_localisation
 
 log = logging.getLogger(__name__)
 LOCALISATION_FILE = "localisation.json"
@@ -100,10 +100,12 @@ def score_prompts(maps: Sequence[TokenAttention], kept: Sequence[int], metric: A
     for attention, frames in zip(maps, kept):
         n_events, assigned = token_events(attention.prompt, attention.labels, attention.special)
         # an unparseable caption counts as 0 events: the metric skips it like a one-event prompt
-        credit = metric.update(time_profiles(attention), assigned, n_events, frames)
-        if credit is None:
+        profiles = time_profiles(attention)
+        metric.update(profiles, assigned, n_events, frames)
+        if not metric.scores(assigned, n_events):
             per_prompt.append({"prompt": attention.prompt, "events": n_events, "score": None, "tokens": []})
             continue
+        credit = token_localisation(profiles, assigned, n_events, frames, metric.rtol)
         tokens = [{"label": attention.labels[i], "event": e, "credit": float(credit[i])}
                   for i, e in enumerate(assigned) if e is not None]
         per_prompt.append({"prompt": attention.prompt, "events": n_events, "kept_frames": int(frames),
@@ -127,3 +129,8 @@ class LocalisationCollector:
         for clip_id, record in zip(ids, scored["per_prompt"]):
             record["id"] = clip_id
         self.summary = {**scored, "per_prompt": self.summary["per_prompt"] + scored["per_prompt"]}
+
+    def results(self, prefix: str = "attention_localisation") -> dict[str, float | None]:
+        """The summary as flat metrics: ``<prefix>`` (the score), ``<prefix>_chance``, ``_tokens``, ...."""
+        return {prefix if key == "localisation" else f"{prefix}_{key}": value
+                for key, value in self.summary.items() if key != "per_prompt"}

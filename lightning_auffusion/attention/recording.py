@@ -145,12 +145,11 @@ def write_localisation(maps: Sequence[TokenAttention], frontend, duration_second
                        indices: Sequence[int]) -> dict:
     """Score the maps (their time axis cut to what ``duration_seconds`` of audio covers), write
     ``<output_dir>/localisation.json`` and log the score."""
-    from lightning_auffusion.attention.localisation import LOCALISATION_FILE, kept_frames, score_prompts
+    from lightning_auffusion.attention.localisation import LOCALISATION_FILE, LocalisationCollector
 
-    kept = [kept_frames(frontend, duration_seconds, m.maps.shape[-1]) for m in maps]
-    summary = score_prompts(maps, kept)
-    for index, record in zip(indices, summary["per_prompt"]):
-        record["index"] = int(index)
+    collector = LocalisationCollector(frontend, duration_seconds)
+    collector.add(maps, [int(i) for i in indices])
+    summary = collector.summary
     path = os.path.join(output_dir, LOCALISATION_FILE)
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)

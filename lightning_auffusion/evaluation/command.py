@@ -34,13 +34,13 @@ def load_ldm(checkpoint: str, device: str):
 
 def generate_folder(module, prompts: dict[str, str], folder: Path, *, num_inference_steps: int | None,
                     guidance_scale: float | None, scheduler: str | None, seed: int, batch_size: int,
-                    attention_localisation: bool = False) -> dict | None:
+                    attention_localisation: bool = False):
     """Generate one clip per prompt with an ``AuffusionLDM`` into ``folder/<id>.wav``.
 
     Prompt ``i`` (in file order) uses seed ``seed + i``, so a clip does not depend on the batching. Sampling
     settings left at None come from the module's own ``sampling`` settings. With ``attention_localisation``
-    the cross-attention is recorded (the audio is unchanged) and the localisation summary is returned
-    (see ``lightning_auffusion.attention.localisation``), else None.
+    the cross-attention is recorded (the audio is unchanged) and a ``LocalisationCollector`` holding the
+    attention localisation is returned (see ``lightning_auffusion.attention.localisation``), else None.
     """
     from lightning_auffusion.diffusion.sampling import generate, resolve_sampling
 
@@ -66,7 +66,7 @@ def generate_folder(module, prompts: dict[str, str], folder: Path, *, num_infere
         for (clip_id, _), audio in zip(chunk, out.audio):
             save_wav(folder / f"{clip_id}.wav", audio, out.sample_rate)
         log.info("generated %d / %d clips", min(start + batch_size, len(items)), len(items))
-    return None if scorer is None else scorer.summary
+    return scorer
 
 
 def evaluate(
@@ -210,8 +210,7 @@ def evaluate(
             log.info("scored the %s row (%s)", row, CEILING_ROWS[row])
     results, details, records, resampling = rows[GENERATED_ROW]
     if localisation is not None:
-        results.update({f"attention_localisation{'' if k == 'localisation' else '_' + k}": v
-                        for k, v in localisation.items() if k != "per_prompt"})
+        results.update(localisation.results())
     report = build_report(
         results,
         details,
@@ -231,7 +230,7 @@ def evaluate(
     if localisation is not None:
         from lightning_auffusion.attention.localisation import LOCALISATION_FILE
 
-        (out_dir / LOCALISATION_FILE).write_text(json.dumps(localisation, indent=2) + "\n", encoding="utf-8")
+        (out_dir / LOCALISATION_FILE).write_text(json.dumps(localisation.summary, indent=2) + "\n", encoding="utf-8")
     print(markdown_report(report))
     log.info("wrote %s and %s", json_path, md_path)
     return report

@@ -136,6 +136,24 @@ class AlignmentAccuracy(Metric):
             log.warning("alignment: a clip with %d events is beyond max_events=%d; only its first %d events are "
                         "broken down by position", events, self.max_events, self.max_events)
 
+    def update_batch(self, audio: Tensor, lengths: Tensor, captions: Sequence[str], sample_rate: int,
+                     complete: Tensor | Sequence[bool] | None = None) -> int:
+        """Score the clips of a training-style batch whose window holds the whole clip (``complete``; all
+        when None), each cut to its valid ``lengths``; returns how many were scored. Windows cut from
+        longer clips are left out: a caption describes the whole clip."""
+        keep = [i for i in range(len(captions)) if complete is None or bool(complete[i])]
+        clips = [audio[i, : int(lengths[i])] for i in keep]
+        if clips:
+            self.update(clips, [captions[i] for i in keep], int(sample_rate))
+        return len(clips)
+
+    def loggable(self, prefix: str) -> dict[str, Tensor]:
+        """``compute()``'s ratios that were judged at least once, as ``{prefix + key: value}`` (for ``log_dict``)."""
+        if not float(self.attributes_judged):
+            return {}
+        return {prefix + key: value.float() for key, value in self.compute().items()
+                if key.endswith("accuracy") and not torch.isnan(value)}
+
     @staticmethod
     def _array(clip: Tensor | np.ndarray) -> np.ndarray:
         x = clip.detach().float().cpu().numpy() if isinstance(clip, Tensor) else np.asarray(clip, dtype=np.float32)

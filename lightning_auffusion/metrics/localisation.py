@@ -92,20 +92,22 @@ class AttentionLocalisation(Metric):
         for name in ("credit", "chance_sum", "tokens", "prompts", "skipped"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
+    def scores(self, token_events: Sequence[int | None], n_events: int) -> bool:
+        """Whether a prompt with these token assignments is scored (else it counts as skipped)."""
+        return n_events >= self.min_events and any(e is not None for e in token_events)
+
     def update(self, profiles: Tensor, token_events: Sequence[int | None], n_events: int,
-               kept_frames: int | None = None) -> Tensor | None:
-        """Score one prompt; returns its per-token credits (None when skipped)."""
-        content = sum(e is not None for e in token_events)
-        if n_events < self.min_events or content == 0:
+               kept_frames: int | None = None) -> None:
+        """Score one prompt (per-token credits: :func:`token_localisation`)."""
+        if not self.scores(token_events, n_events):
             self.skipped += 1
-            return None
+            return
+        content = sum(e is not None for e in token_events)
         credit = token_localisation(profiles, token_events, n_events, kept_frames, self.rtol)
-        scored = credit[~torch.isnan(credit)]
-        self.credit += scored.sum().to(self.credit)
+        self.credit += credit[~torch.isnan(credit)].sum().to(self.credit)
         self.chance_sum += content / n_events
         self.tokens += content
         self.prompts += 1
-        return credit
 
     def compute(self) -> dict[str, Tensor]:
         tokens = float(self.tokens)
