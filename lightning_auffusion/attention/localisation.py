@@ -15,6 +15,7 @@ offset mappings; a piece that cannot be placed (``<unk>``) belongs to no event.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Sequence
 
@@ -111,7 +112,7 @@ def score_prompts(maps: Sequence[TokenAttention], kept: Sequence[int], metric: A
         per_prompt.append({"prompt": attention.prompt, "events": n_events, "kept_frames": int(frames),
                            "score": sum(t["credit"] for t in tokens) / len(tokens), "tokens": tokens})
     summary = {key: float(value) for key, value in metric.compute().items()}
-    summary = {key: (None if value != value else value) for key, value in summary.items()}  # NaN -> null
+    summary = {key: (None if math.isnan(value) else value) for key, value in summary.items()}  # NaN -> null
     return {**summary, "per_prompt": per_prompt}
 
 

@@ -208,7 +208,7 @@ def evaluate(
                         for b in reference_batches(reference, ref_files, batch_size, []))
             rows[row] = score_row(suite, rendered, captions)
             log.info("scored the %s row (%s)", row, CEILING_ROWS[row])
-    results, details, records, resampling = rows[GENERATED_ROW]
+    results, details, _, resampling = rows[GENERATED_ROW]
     if localisation is not None:
         results.update(localisation.results())
     report = build_report(

@@ -98,8 +98,9 @@ def markdown_report(report: dict[str, Any], label: str = "generated") -> str:
         lines += [""] + [f"- {name}: {ROW_DESCRIPTIONS.get(name, name)}" for name in rows if name != label]
     breakdown = breakdown_table(rows)
     if breakdown:
-        lines += ["", "Alignment by attribute, event position (0 = first) and number of events "
-                  "(accuracy, judged count; order and count are judged through the positions):", ""] + breakdown
+        title = ("Alignment by attribute, event position (0 = first) and number of events "
+                 "(accuracy, judged count; order and count are judged through the positions):")
+        lines += ["", title, "", *breakdown]
     if report["comparable_with_published"] and any(c[1] == "fd" for c in cols):
         lines += ["", "Published (AudioCaps test, from the papers; only comparable on the same test set):", "",
                   "| model | FD | FAD | KL | IS | CLAP |", "|---|---|---|---|---|---|"]

@@ -12,8 +12,9 @@ import torch
 from lightning_auffusion.audio import MelConfig
 from lightning_auffusion.evaluation import evaluate
 from lightning_auffusion.evaluation.ceilings import CEILING_ROWS, StageCeilings, ceiling_pipeline
-from tests.helpers import single_torch_thread, tiny_ldm  # noqa: F401 - the fixture
+from tests.helpers import single_torch_thread, tiny_ldm  # noqa: F401 - single_torch_thread is a fixture used below
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 MEL = MelConfig(sample_rate=22050, n_mels=64, n_fft=512, win_length=512, hop_length=256)  # not 16 kHz, not 256 mels
 
 
@@ -30,7 +31,7 @@ def checkpoint(model, tmp_path_factory) -> str:
     return str(path)
 
 
-def test_stage_ceilings_render_at_the_models_rate_and_keep_clip_lengths(model, single_torch_thread):
+def test_stage_ceilings_render_at_the_models_rate_and_keep_clip_lengths(model):
     stages = StageCeilings(ceiling_pipeline(model))
     short = np.sin(np.arange(8000) * 0.05).astype(np.float32)  # 0.5 s at 16 kHz
     stereo_long = np.stack([short, short]).repeat(3, axis=1)  # 1.5 s: longer than the model's 64 x 256 samples
@@ -44,7 +45,7 @@ def test_stage_ceilings_render_at_the_models_rate_and_keep_clip_lengths(model, s
 
 
 def test_evaluate_scores_the_ceiling_rows_beside_generated_audio(synthetic_set, checkpoint, tiny_clap_backend,
-                                                                  tmp_path, single_torch_thread):
+                                                                  tmp_path):
     out = tmp_path / "report"
     report = evaluate(generated=str(synthetic_set["generated"]), reference=str(synthetic_set["reference"]),
                       prompts=str(synthetic_set["prompts"]), ceiling_checkpoint=checkpoint, output=str(out),
@@ -81,8 +82,7 @@ def test_evaluate_scores_the_ceiling_rows_beside_generated_audio(synthetic_set, 
         evaluate(generated=str(synthetic_set["generated"]), attention_localisation=True)
 
 
-def test_evaluate_from_a_checkpoint_reports_attention_localisation(synthetic_set, checkpoint, tmp_path,
-                                                                   single_torch_thread):
+def test_evaluate_from_a_checkpoint_reports_attention_localisation(synthetic_set, checkpoint, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a loud low sine tone, then quiet white noise pulsing on and off\na loud low sine tone\n")
     report = evaluate(checkpoint=checkpoint, prompts=str(prompts), metrics=["alignment"], output=str(tmp_path / "r"),
