@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -114,13 +115,16 @@ def generate_with_attention_maps(
     skip_special: bool = True,
     max_tokens: int = 24,
     dpi: int = 100,
+    localisation: bool = True,
     **sampling_kwargs,
 ) -> GenerationOutput:
     """Generate and write ``<index>_<slug>_attention.png`` per prompt into ``output_dir``.
 
     ``indices`` number the files as ``generate`` numbers its WAVs (default 0..B-1); the remaining keyword
     arguments go to :func:`lightning_auffusion.diffusion.sampling.generate` unchanged, so the audio is
-    bit-identical to a plain ``generate`` call with the same arguments.
+    bit-identical to a plain ``generate`` call with the same arguments. With ``localisation`` the attention
+    localisation score of the multi-event synthetic-grammar prompts goes to ``localisation.json`` (see
+    :mod:`lightning_auffusion.attention.localisation`) and the log.
     """
     output, maps = generate_recording_attention(pipeline, prompts, resolutions=resolutions, layers=layers, **sampling_kwargs)
     indices = list(range(len(maps))) if indices is None else [int(i) for i in indices]
@@ -131,7 +135,30 @@ def generate_with_attention_maps(
         path = write_attention_figure(attention, output.image[row], output_dir, index, dpi=dpi, skip_padding=skip_padding,
                                       skip_special=skip_special, max_tokens=max_tokens)
         log.info("wrote %s", path)
+    if localisation:
+        write_localisation(maps, pipeline.frontend, sampling_kwargs.get("duration_seconds", _default("duration_seconds")),
+                           output_dir, indices)
     return output
+
+
+def write_localisation(maps: Sequence[TokenAttention], frontend, duration_seconds: float, output_dir: str | os.PathLike,
+                       indices: Sequence[int]) -> dict:
+    """Score the maps (their time axis cut to what ``duration_seconds`` of audio covers), write
+    ``<output_dir>/localisation.json`` and log the score."""
+    from lightning_auffusion.attention.localisation import LOCALISATION_FILE, LocalisationCollector
+
+    collector = LocalisationCollector(frontend, duration_seconds)
+    collector.add(maps, [int(i) for i in indices])
+    summary = collector.summary
+    path = os.path.join(output_dir, LOCALISATION_FILE)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2)
+    if summary["localisation"] is None:
+        log.info("attention localisation: no multi-event synthetic-grammar prompt to score (%s)", path)
+    else:
+        log.info("attention localisation %.1f%% (chance %.1f%%) over %d content tokens of %d multi-event prompts -> %s",
+                 100 * summary["localisation"], 100 * summary["chance"], summary["tokens"], summary["prompts"], path)
+    return summary
 
 
 class AttentionMapWriter(Callback):

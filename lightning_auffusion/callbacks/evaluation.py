@@ -6,6 +6,12 @@ syncs them across ranks), and rank 0 logs the scalars (``eval/fd``, ``eval/align
 summary table and a per-clip table with the audio through the trainer's logger (W&B tables and audio when
 it is a ``WandbLogger``). Reference features are computed once and kept. The scalars also go into
 ``trainer.callback_metrics`` so ``ModelCheckpoint`` can monitor them.
+
+With ``ceilings`` and a reference, the reference clips rendered through the module's vocoder alone and through
+its VAE then the vocoder (``lightning_auffusion.evaluation.ceilings``) are scored with the same metrics and
+logged as ``eval/ceiling_vocoder/<metric>`` and ``eval/ceiling_vae_vocoder/<metric>``, and as rows of the
+summary table. They are rendered once, at the first evaluation: an ``AuffusionLDM`` trains only its U-Net,
+so its VAE and vocoder (and the ceilings) do not change during ``fit``.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lightning_auffusion.evaluation.report import COLUMNS
+from lightning_auffusion.evaluation.report import BREAKDOWN, COLUMNS
 from lightning_auffusion.evaluation.sources import is_shard_source, iter_folder, iter_shards, list_audio, read_prompts
 from lightning_auffusion.metrics.suite import METRICS, MetricSuite
 
@@ -47,6 +53,9 @@ class EvaluationCallback(Callback):
         log_audio: How many of rank 0's clips to log as audio (0: none).
         alignment_loudness: Analyser loudness mode (relative or absolute).
         prefix: Prefix of the logged keys.
+        ceilings: Also score the stage-ceiling rows (needs ``reference`` and a module with a VAE and front end).
+        attention_localisation: Record cross-attention while generating and log the attention localisation
+            score (``eval/attention_localisation``) of the multi-event synthetic-grammar prompts.
     """
 
     def __init__(
@@ -67,6 +76,8 @@ class EvaluationCallback(Callback):
         log_audio: int = 4,
         alignment_loudness: Literal["relative", "absolute"] = "relative",
         prefix: str = "eval/",
+        ceilings: bool = True,
+        attention_localisation: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(prompts, (str, Path)):
@@ -89,6 +100,10 @@ class EvaluationCallback(Callback):
         self.log_audio = int(log_audio)
         self.alignment_loudness = alignment_loudness
         self.prefix = prefix
+        self.ceilings = bool(ceilings)
+        self.attention_localisation = bool(attention_localisation)
+        self._localisation = None
+        self.ceiling_results: dict[str, dict] = {}
         self.suite: MetricSuite | None = None
         self._reference_done = False
         self._last_step = -1
@@ -106,19 +121,44 @@ class EvaluationCallback(Callback):
             log.warning("evaluation: %s runs with random weights; logged numbers are not comparable with "
                         "published ones", name)
 
+    def _reference_batches(self, trainer: Trainer):
+        """This rank's share of the reference clips, in batches."""
+        rank, world = trainer.global_rank, trainer.world_size
+        if Path(self.reference).is_dir() and not is_shard_source(self.reference):
+            files = list(list_audio(self.reference).items())[rank::world]
+            return iter_folder(dict(files), self.batch_size, [])
+        return (b for i, b in enumerate(iter_shards(self.reference, self.batch_size)) if i % world == rank)
+
     def _add_reference(self, trainer: Trainer) -> None:
         if self._reference_done or not self.reference or not any(m in self.suite.names for m in ("fd", "fad", "kl")):
             self._reference_done = True
             return
-        rank, world = trainer.global_rank, trainer.world_size
-        if Path(self.reference).is_dir() and not is_shard_source(self.reference):
-            files = list(list_audio(self.reference).items())[rank::world]
-            batches = iter_folder(dict(files), self.batch_size, [])
-        else:
-            batches = (b for i, b in enumerate(iter_shards(self.reference, self.batch_size)) if i % world == rank)
-        for batch in batches:
+        for batch in self._reference_batches(trainer):
             self.suite.update(batch.clips, batch.rates, batch.ids, real=True)
         self._reference_done = True
+
+    def _score_ceilings(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Render and score the stage-ceiling rows once (see the module docstring); a module without a VAE or
+        front end, or no reference, skips them with a log line."""
+        if not self.ceilings or self.ceiling_results:
+            return
+        self.ceilings = False  # tried once, whatever happens below
+        if not self.reference:
+            log.info("evaluation: no reference, so no stage-ceiling rows")
+            return
+        if not all(hasattr(pl_module, name) for name in ("vae", "frontend", "noise_scheduler")):
+            log.info("evaluation: %s has no VAE/front end: no stage-ceiling rows", type(pl_module).__name__)
+            return
+        from lightning_auffusion.evaluation.ceilings import StageCeilings, ceiling_pipeline
+
+        stages = StageCeilings(ceiling_pipeline(pl_module))
+        captions = dict(self.prompts)
+        for row in stages.rows:
+            for batch in self._reference_batches(trainer):
+                clips = stages.render(row, batch.clips, batch.rates)
+                self.suite.update(clips, stages.sample_rate, batch.ids, [captions.get(i) for i in batch.ids], real=False)
+            self.ceiling_results[row] = self.suite.compute()
+            self.suite.reset()
 
     # ------------------------------------------------------------------------------------------ generation
     def generate_audio(self, pl_module: LightningModule, prompts: list[str],
@@ -126,7 +166,14 @@ class EvaluationCallback(Callback):
         """(B, T) float waveforms and their rate for ``prompts`` (one seed each)."""
         from lightning_auffusion.diffusion.sampling import generate
 
-        out = generate(pl_module, prompts, seed=seeds, batch_size=self.batch_size, **self.sampling)
+        if self._localisation is None:
+            out = generate(pl_module, prompts, seed=seeds, batch_size=self.batch_size, **self.sampling)
+        else:
+            from lightning_auffusion.attention.recording import generate_recording_attention
+
+            out, maps = generate_recording_attention(pl_module, prompts, seed=seeds, batch_size=self.batch_size,
+                                                     **self.sampling)
+            self._localisation.add(maps, [str(s) for s in seeds])
         return out.audio, int(out.sample_rate)
 
     # ------------------------------------------------------------------------------------------ hooks
@@ -152,6 +199,14 @@ class EvaluationCallback(Callback):
         was_training = pl_module.training
         pl_module.eval()
         clips, rate = [], 16000
+        if self.attention_localisation:
+            from lightning_auffusion.attention.localisation import LocalisationCollector
+
+            from lightning_auffusion.diffusion.sampling import DEFAULT_SAMPLING
+
+            duration = self.sampling.get("duration_seconds", DEFAULT_SAMPLING["duration_seconds"])  # what generate cuts to
+            self._localisation = LocalisationCollector(pl_module.frontend, duration)
+            self._localisation.metric.to(trainer.strategy.root_device)
         try:
             for start in range(0, len(mine), self.batch_size):
                 chunk = mine[start : start + self.batch_size]
@@ -160,14 +215,19 @@ class EvaluationCallback(Callback):
                 audio = audio.detach().float().cpu()
                 self.suite.update(list(audio), rate, [k for _, k, _ in chunk], [c for _, _, c in chunk], real=False)
                 clips.extend(audio[: max(self.log_audio - len(clips), 0)])
+            results = self.suite.compute()
+            records = list(self.suite.records)
+            self.suite.reset()
+            self._score_ceilings(trainer, pl_module)
         finally:
             pl_module.train(was_training)
-        results = self.suite.compute()
-        records = list(self.suite.records)
-        self.suite.reset()
+        if self._localisation is not None:
+            results.update(self._localisation.results())
+            self._localisation = None
         self.last_results = results
-        scalars = {f"{self.prefix}{k}": float(v) for k, v in results.items()
-                   if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}
+        scalars = _scalars(self.prefix, results)
+        for row, row_results in self.ceiling_results.items():
+            scalars.update(_scalars(f"{self.prefix}{row}/", row_results))
         for key, value in scalars.items():
             trainer.callback_metrics[key] = torch.tensor(value)
         if trainer.is_global_zero and trainer.logger is not None:
@@ -180,10 +240,17 @@ class EvaluationCallback(Callback):
         scalars[f"{self.prefix}random_weights"] = float(bool(random))
         logger.log_metrics(scalars, step=step)
         if hasattr(logger, "log_table"):
-            cols = [c for c in COLUMNS if c[1] in results]
-            summary = [[step] + [results.get(key) for _, key, _ in cols] + [", ".join(random) or "none"]]
-            logger.log_table(key=f"{self.prefix}summary", columns=["step"] + [c[0] for c in cols] + ["random weights"],
-                             data=summary, step=step)
+            rows = {"generated": results, **self.ceiling_results}
+            cols = [c for c in COLUMNS if any(c[1] in r for r in rows.values())]
+            summary = [[step, name] + [r.get(key) for _, key, _ in cols] + [", ".join(random) or "none"]
+                       for name, r in rows.items()]
+            logger.log_table(key=f"{self.prefix}summary",
+                             columns=["step", "row"] + [c[0] for c in cols] + ["random weights"], data=summary, step=step)
+            breakdown = [[step, name] + [r.get(key) for _, key in BREAKDOWN] for name, r in rows.items()
+                         if any(r.get(key) is not None for _, key in BREAKDOWN)]
+            if breakdown:
+                logger.log_table(key=f"{self.prefix}alignment_breakdown",
+                                 columns=["step", "row"] + [title for title, _ in BREAKDOWN], data=breakdown, step=step)
             rows = []
             for record in records:
                 verdicts = record.get("alignment") or {}
@@ -194,3 +261,9 @@ class EvaluationCallback(Callback):
         if clips and hasattr(logger, "log_audio"):
             logger.log_audio(key=f"{self.prefix}audio", audios=[np.asarray(c.numpy()) for c in clips], step=step,
                              sample_rate=[rate] * len(clips), caption=[r["caption"] for r in records[: len(clips)]])
+
+
+def _scalars(prefix: str, results: dict) -> dict[str, float]:
+    """The numeric, finite results as ``{prefix + key: float}``."""
+    return {f"{prefix}{k}": float(v) for k, v in results.items()
+            if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}

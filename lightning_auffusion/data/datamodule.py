@@ -3,7 +3,10 @@
 Batch contract (every split)::
 
     {"audio": FloatTensor (B, T), "num_samples": LongTensor (B,), "caption": list[str],
-     "captions": list[list[str]], "key": list[str]}
+     "captions": list[list[str]], "key": list[str], "complete": BoolTensor (B,)}
+
+``complete`` is True where the window holds the whole clip (what its caption describes), e.g. for the
+alignment accuracy that the vocoder and VAE modules report in validation.
 
 Training draws shards with replacement (``wds.ResampledShards``, seeded per rank and worker), shuffles
 samples in a buffer, decodes a random ``segment_seconds`` window (zero-padded when the clip is shorter)

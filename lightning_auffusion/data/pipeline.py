@@ -197,7 +197,16 @@ class DecodeClips(wds.utils.PipelineStage):
             captions = record.pop("captions")
             caption = rng.choice(captions) if rng is not None else captions[0]
             yield {"key": sample["__key__"], "audio": audio, "num_samples": valid, "caption": caption,
-                   "captions": captions, "metadata": record}
+                   "captions": captions, "metadata": record, "complete": self._complete(record, valid)}
+
+    def _complete(self, record: dict[str, Any], valid: int) -> bool:
+        """Whether the window holds the whole clip (a clip's caption describes all of it)."""
+        if self.segment is None or valid < self.segment:
+            return True  # read whole, or ended inside the window (read_window only seeks into longer clips)
+        stored, rate = record.get("num_samples"), record.get("sample_rate")
+        if not stored or not rate:
+            return False
+        return round(int(stored) * self.sample_rate / int(rate)) <= self.segment
 
 
 class SeededShuffle(wds.utils.PipelineStage):
@@ -315,6 +324,7 @@ def collate_clips(samples: list[dict[str, Any]]) -> dict[str, Any]:
         "caption": [s["caption"] for s in samples],
         "captions": [list(s["captions"]) for s in samples],
         "key": [s["key"] for s in samples],
+        "complete": torch.tensor([bool(s.get("complete", False)) for s in samples], dtype=torch.bool),
     }
 
 

@@ -131,6 +131,13 @@ def decode_latents(pipeline: AuffusionPipeline, latents: torch.Tensor) -> tuple[
     image = pipeline.vae.decode(latents.to(vae_dtype) / pipeline.vae_scaling_factor).sample
     image = image.float().clamp(-1.0, 1.0)
     logmel = pipeline.frontend.image_to_logmel(image)
+    return vocode_logmel(pipeline, logmel), logmel, image
+
+
+@torch.no_grad()
+def vocode_logmel(pipeline: AuffusionPipeline, logmel: torch.Tensor) -> torch.Tensor:
+    """Log-mel (B, n_mels, frames) -> audio (B, T) with the pipeline's vocoder, Griffin-Lim without one
+    (logged once); float32, NaN/inf replaced by 0, clipped to [-1, 1]."""
     if pipeline.vocoder is not None:
         voc_param = next(pipeline.vocoder.parameters(), None)
         voc_dtype = voc_param.dtype if voc_param is not None else torch.float32
@@ -142,8 +149,7 @@ def decode_latents(pipeline: AuffusionPipeline, latents: torch.Tensor) -> tuple[
         audio = _griffin_lim(pipeline, logmel)
     if audio.dim() == 3:
         audio = audio.squeeze(1)
-    audio = torch.nan_to_num(audio.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
-    return audio, logmel, image
+    return torch.nan_to_num(audio.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp(-1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------- denoising loop

@@ -20,7 +20,7 @@ import importlib
 import logging
 import os
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +28,8 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 
 from lightning_auffusion.audio import AuffusionFrontend, ImageConfig, MelConfig
+from lightning_auffusion.metrics.alignment import AlignmentAccuracy
+from lightning_auffusion.vocoder.griffin_lim import GriffinLim, GriffinLimConfig
 from lightning_auffusion.diffusion.unet_factory import SD15_REPO, build_vae
 from lightning_auffusion.diffusion.vae_losses import (
     GAN_LOSSES,
@@ -74,6 +76,13 @@ class SpectrogramVAE(LightningModule):
         scaling_momentum: momentum of the running latent statistics.
         gradient_clip_val: clip the autoencoder's gradient norm (manual optimisation ignores the Trainer's).
         gradient_checkpointing: trade compute for memory in the VAE.
+        val_alignment_loudness: judge validation reconstructions of clips whose captions follow the synthetic
+            grammar with the analyser (this loudness mode), decoded to audio by ``val_vocoder`` or Griffin-Lim,
+            and log ``val/alignment/<accuracy>``; only clips whose window holds the whole clip (the batch's
+            ``complete``) and fits the front end's ``n_frames`` are judged. None: off.
+        val_vocoder: the vocoder for that judgement (any source ``load_vocoder`` accepts; kept out of
+            checkpoints); None: Griffin-Lim with ``val_griffin_lim``.
+        val_griffin_lim: Griffin-Lim settings when no ``val_vocoder`` is given.
     """
 
     def __init__(
@@ -106,6 +115,9 @@ class SpectrogramVAE(LightningModule):
         scaling_momentum: float = 0.99,
         gradient_clip_val: float | None = None,
         gradient_checkpointing: bool = False,
+        val_alignment_loudness: Literal["relative", "absolute"] | None = "relative",
+        val_vocoder: str | None = None,
+        val_griffin_lim: GriffinLimConfig | None = None,
     ) -> None:
         super().__init__()
         if reconstruction_loss not in ("l1", "mse"):
@@ -118,7 +130,9 @@ class SpectrogramVAE(LightningModule):
             raise ValueError(f"perceptual must be {{'class_path': 'package.Class', 'init_args': {{...}}}}, got {perceptual!r}")
         mel = _dataclass_or(mel, MelConfig)
         image = _dataclass_or(image, ImageConfig)
+        val_griffin_lim = _dataclass_or(val_griffin_lim, GriffinLimConfig) or GriffinLimConfig()
         self.save_hyperparameters(ignore=["optimizer", "discriminator_optimizer"])
+        self.hparams["val_griffin_lim"] = asdict(val_griffin_lim)
         self.hparams["mel"] = asdict(mel) if mel is not None else None
         self.hparams["image"] = asdict(image) if image is not None else None
         self.automatic_optimization = False
@@ -141,6 +155,7 @@ class SpectrogramVAE(LightningModule):
         self.register_buffer("latent_mean", torch.zeros(()))
         self.register_buffer("latent_var", torch.ones(()))
         self.register_buffer("latent_stats_ready", torch.zeros((), dtype=torch.bool))
+        self.val_alignment = None if val_alignment_loudness is None else AlignmentAccuracy(loudness=val_alignment_loudness)
 
     # ------------------------------------------------------------------ forward pieces
     def images_from_audio(self, audio: torch.Tensor) -> torch.Tensor:
@@ -275,7 +290,49 @@ class SpectrogramVAE(LightningModule):
         self.log("val/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=True)
         for name, value in terms.items():
             self.log(f"val/{name}", value, batch_size=batch_size, sync_dist=True)
+        if self.val_alignment is not None and "caption" in batch:
+            self._judge_reconstructions(batch, recon)
         return loss
+
+    def validation_decoder(self) -> torch.nn.Module:
+        """Log-mel -> audio for the validation alignment: ``val_vocoder`` or Griffin-Lim (built on first use,
+        not a submodule, so not in checkpoints)."""
+        decoder = self.__dict__.get("_validation_decoder")
+        if decoder is None:
+            if self.hparams.val_vocoder:
+                from lightning_auffusion.vocoder.checkpoint import load_vocoder
+
+                decoder = load_vocoder(self.hparams.val_vocoder).eval().requires_grad_(False)
+                decoder.config.check_compatible(self.frontend.mel_config, "the VAE's mel front end")
+            else:
+                decoder = GriffinLim(self.frontend.mel_config, GriffinLimConfig(**self.hparams.val_griffin_lim))
+            self.__dict__["_validation_decoder"] = decoder  # bypasses nn.Module registration on purpose
+        return decoder
+
+    @torch.no_grad()
+    def _judge_reconstructions(self, batch: dict[str, Any], recon: torch.Tensor) -> None:
+        audio = batch["audio"]
+        lengths = batch.get("num_samples")
+        lengths = torch.full((audio.shape[0],), audio.shape[1]) if lengths is None else lengths.cpu()
+        complete = batch.get("complete")
+        complete = torch.ones(audio.shape[0], dtype=torch.bool) if complete is None else complete.cpu()
+        if self.frontend.n_frames is not None:  # the front end crops longer clips to n_frames
+            complete = complete & (lengths <= self.frontend.n_frames * self.frontend.hop_length)
+        if not bool(complete.any()):
+            return
+        decoder = self.validation_decoder().to(recon.device)
+        with torch.autocast(device_type=recon.device.type, enabled=False):
+            logmel = self.frontend.image_to_logmel(recon.float().clamp(-1.0, 1.0))
+            waves = decoder(logmel)
+        waves = waves.squeeze(1) if waves.dim() == 3 else waves
+        self.val_alignment.update_batch(waves.float(), lengths, batch["caption"], self.frontend.sample_rate, complete)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_alignment is not None:
+            values = self.val_alignment.loggable("val/alignment/")
+            if values:
+                self.log_dict(values)
+            self.val_alignment.reset()
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams

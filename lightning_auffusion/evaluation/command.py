@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
 from lightning_auffusion.audio.io import save_wav
+from lightning_auffusion.evaluation.ceilings import CEILING_ROWS, GENERATED_ROW, StageCeilings, ceiling_pipeline
 from lightning_auffusion.evaluation.report import build_report, markdown_report, write_report
 from lightning_auffusion.evaluation.sources import (
+    Batch,
     Skipped,
     is_shard_source,
     iter_folder,
@@ -22,30 +25,48 @@ from lightning_auffusion.metrics.suite import METRICS, MetricSuite
 log = logging.getLogger(__name__)
 
 
-def generate_folder(checkpoint: str, prompts: dict[str, str], folder: Path, *, num_inference_steps: int | None,
+def load_ldm(checkpoint: str, device: str):
+    """An ``AuffusionLDM`` checkpoint in eval mode on ``device``."""
+    from lightning_auffusion.diffusion.module import AuffusionLDM
+
+    return AuffusionLDM.load_from_checkpoint(checkpoint, map_location=device).eval()
+
+
+def generate_folder(module, prompts: dict[str, str], folder: Path, *, num_inference_steps: int | None,
                     guidance_scale: float | None, scheduler: str | None, seed: int, batch_size: int,
-                    device: str) -> None:
-    """Generate one clip per prompt with an ``AuffusionLDM`` checkpoint into ``folder/<id>.wav``.
+                    attention_localisation: bool = False):
+    """Generate one clip per prompt with an ``AuffusionLDM`` into ``folder/<id>.wav``.
 
     Prompt ``i`` (in file order) uses seed ``seed + i``, so a clip does not depend on the batching. Sampling
-    settings left at None come from the checkpoint's own ``sampling`` settings.
+    settings left at None come from the module's own ``sampling`` settings. With ``attention_localisation``
+    the cross-attention is recorded (the audio is unchanged) and a ``LocalisationCollector`` holding the
+    attention localisation is returned (see ``lightning_auffusion.attention.localisation``), else None.
     """
-    from lightning_auffusion.diffusion.module import AuffusionLDM
     from lightning_auffusion.diffusion.sampling import generate, resolve_sampling
 
-    module = AuffusionLDM.load_from_checkpoint(checkpoint, map_location=device).eval()
     settings = resolve_sampling(module.sampling, num_inference_steps=num_inference_steps,
                                 guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=None)
     log.info("generating %d clips with %s", len(prompts), settings)
     items = list(prompts.items())
     folder.mkdir(parents=True, exist_ok=True)
+    from lightning_auffusion.attention.localisation import LocalisationCollector
+
+    scorer = LocalisationCollector(module.frontend, settings["duration_seconds"]) if attention_localisation else None
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        out = generate(module, [caption for _, caption in chunk], **settings,
-                       seed=[seed + start + i for i in range(len(chunk))], batch_size=batch_size)
+        captions = [caption for _, caption in chunk]
+        seeds = [seed + start + i for i in range(len(chunk))]
+        if scorer is None:
+            out = generate(module, captions, **settings, seed=seeds, batch_size=batch_size)
+        else:
+            from lightning_auffusion.attention.recording import generate_recording_attention
+
+            out, maps = generate_recording_attention(module, captions, **settings, seed=seeds, batch_size=batch_size)
+            scorer.add(maps, [clip_id for clip_id, _ in chunk])
         for (clip_id, _), audio in zip(chunk, out.audio):
             save_wav(folder / f"{clip_id}.wav", audio, out.sample_rate)
         log.info("generated %d / %d clips", min(start + batch_size, len(items)), len(items))
+    return scorer
 
 
 def evaluate(
@@ -68,22 +89,31 @@ def evaluate(
     guidance_scale: float | None = None,
     scheduler: str | None = None,
     seed: int = 0,
+    ceilings: bool = True,
+    ceiling_checkpoint: str | None = None,
+    attention_localisation: bool = False,
 ) -> dict:
     """Score generated audio against reference audio with FD, FAD, KL, IS, CLAP score and alignment accuracy.
 
     Generated and reference clips are paired by file name (stem) for KL; FD, FAD and IS use every clip.
     Writes ``<output>/metrics.json``, ``<output>/metrics.md`` (the paper's column order) and
-    ``<output>/clips.jsonl`` (per-clip CLAP cosine and alignment verdicts) and returns the report.
+    ``<output>/clips.jsonl`` (per-clip CLAP cosine and alignment verdicts, with the row they belong to) and
+    returns the report. With a model (``checkpoint``, or ``ceiling_checkpoint`` for a generated folder) and a
+    reference, two more rows are scored with every metric: the reference clips through the model's vocoder
+    alone (``ceiling_vocoder``) and through its VAE then the vocoder (``ceiling_vae_vocoder``), see
+    ``lightning_auffusion.evaluation.ceilings``. ``report["metrics"]`` is the generated row;
+    ``report["rows"]`` holds every row.
 
     Args:
         generated: Folder of generated audio (file stem = clip id). Leave out with ``checkpoint``.
         reference: Folder of reference audio, or shards (a ``.tar`` file, pattern, ``index.json`` or a folder
-            of shards), keyed by file stem / sample key. Needed for FD, FAD and KL.
+            of shards), keyed by file stem / sample key. Needed for FD, FAD, KL and the stage ceilings.
         checkpoint: An ``AuffusionLDM`` checkpoint: generate one clip per prompt of ``prompts`` first,
             into ``<output>/generated/``.
         prompts: Prompt list: ``.txt`` (one per line, ids 00000, 00001, ...) or a manifest (``.jsonl``,
             ``.json``, ``.csv``, ``.tsv``) with an id and a caption per row. Gives CLAP score and alignment
-            their captions; with ``checkpoint`` it is what gets generated.
+            their captions (reference clips take the caption of their id); with ``checkpoint`` it is what
+            gets generated.
         output: Folder for the reports (created).
         metrics: Metrics to compute, any of fd, fad, kl, is, clap, alignment.
         weights_dir: Folder holding the extractors' weight files (default ``$LIGHTNING_AUFFUSION_WEIGHTS``
@@ -103,11 +133,22 @@ def evaluate(
         guidance_scale: Classifier-free guidance scale when generating.
         scheduler: Sampler name when generating (pndm, ddim, ...).
         seed: Seed of the first prompt when generating (prompt i uses seed + i).
+        ceilings: Score the stage-ceiling rows when a model and a reference are given.
+        ceiling_checkpoint: An ``AuffusionLDM`` checkpoint whose front end, VAE and vocoder render the
+            ceiling rows when ``generated`` is a folder (with ``checkpoint`` that model is used).
+        attention_localisation: With ``checkpoint``: record cross-attention while generating and report the
+            attention localisation score (``attention_localisation`` in the generated row,
+            ``<output>/localisation.json`` per prompt).
     """
     if kl_unpaired not in ("report", "error"):
         raise ValueError(f"kl_unpaired must be 'report' or 'error', got {kl_unpaired!r}")
+    if checkpoint and ceiling_checkpoint:
+        raise ValueError("ceiling_checkpoint is for a generated folder; with checkpoint the ceilings use that model")
+    if attention_localisation and not checkpoint:
+        raise ValueError("attention_localisation needs checkpoint: attention is recorded while generating")
     captions = read_prompts(prompts) if prompts else {}
     out_dir = Path(output)
+    module = localisation = None
     if checkpoint:
         if generated:
             raise ValueError("give either generated (a folder) or checkpoint (+ prompts), not both")
@@ -115,9 +156,10 @@ def evaluate(
             raise ValueError("checkpoint needs prompts: the prompt list to generate from")
         items = dict(list(captions.items())[:limit]) if limit else captions
         generated = str(out_dir / "generated")
-        generate_folder(checkpoint, items, Path(generated), num_inference_steps=num_inference_steps,
-                        guidance_scale=guidance_scale, scheduler=scheduler, seed=seed, batch_size=batch_size,
-                        device=device)
+        module = load_ldm(checkpoint, device)
+        localisation = generate_folder(module, items, Path(generated), num_inference_steps=num_inference_steps,
+                                       guidance_scale=guidance_scale, scheduler=scheduler, seed=seed,
+                                       batch_size=batch_size, attention_localisation=attention_localisation)
     if not generated:
         raise ValueError("nothing to evaluate: give generated (a folder of audio) or checkpoint + prompts")
     selected = [m for m in metrics if m in METRICS]
@@ -135,44 +177,77 @@ def evaluate(
         selected = [m for m in selected if m not in dropped]
     if not selected:
         raise ValueError("no metric can be computed with these inputs (see the warnings above)")
+    stages = None
+    if ceilings and (module is not None or ceiling_checkpoint):
+        if reference is None:
+            log.warning("no reference given: the stage-ceiling rows are skipped (they render the reference clips)")
+        else:
+            stages = StageCeilings(ceiling_pipeline(module if module is not None else load_ldm(ceiling_checkpoint, device)))
 
     suite = MetricSuite(selected, weights_dir=weights_dir, allow_random_weights=allow_random_weights,
                         download=download_weights, device=device, batch_size=batch_size, clap_backend=clap_backend,
-                        kl_unpaired=kl_unpaired, alignment_loudness=alignment_loudness)
+                        kl_unpaired=kl_unpaired, alignment_loudness=alignment_loudness, keep_reference=True)
     skipped: list[Skipped] = []
     gen_files = list_audio(generated, skipped)
     if limit:
         gen_files = dict(list(gen_files.items())[:limit])
     if not gen_files:
         raise ValueError(f"no audio files in {generated}")
-    for batch in iter_folder(gen_files, batch_size, skipped):
-        suite.update(batch.clips, batch.rates, batch.ids, [captions.get(i) for i in batch.ids], real=False)
     ref_kind = None
-    if reference is not None and any(m in selected for m in ("fd", "fad", "kl")):
-        if Path(reference).is_dir() and not is_shard_source(reference):
-            ref_kind = "folder"
-            batches = iter_folder(list_audio(reference, skipped), batch_size, skipped)
-        else:
-            ref_kind = "shards"
-            batches = iter_shards(reference, batch_size)
-        for batch in batches:
+    if reference is not None:
+        ref_kind = "folder" if Path(reference).is_dir() and not is_shard_source(reference) else "shards"
+        ref_files = list_audio(reference, skipped) if ref_kind == "folder" else None
+    if ref_kind is not None and any(m in selected for m in ("fd", "fad", "kl")):
+        for batch in reference_batches(reference, ref_files, batch_size, skipped):
             suite.update(batch.clips, batch.rates, batch.ids, real=True)
 
-    results = suite.compute()
+    rows = {GENERATED_ROW: score_row(suite, iter_folder(gen_files, batch_size, skipped), captions)}
+    if stages is not None:
+        for row in stages.rows:
+            rendered = (Batch([*stages.render(row, b.clips, b.rates)], [stages.sample_rate] * len(b), b.ids)
+                        for b in reference_batches(reference, ref_files, batch_size, []))
+            rows[row] = score_row(suite, rendered, captions)
+            log.info("scored the %s row (%s)", row, CEILING_ROWS[row])
+    results, details, _, resampling = rows[GENERATED_ROW]
+    if localisation is not None:
+        results.update(localisation.results())
     report = build_report(
         results,
-        suite.details,
+        details,
         {name: status.describe() for name, status in suite.statuses.items()},
         suite.random_weights,
-        dict(suite.resampling),
+        resampling,
         [{"source": s.source, "reason": s.reason} for s in skipped],
         {"generated": generated, "reference": reference, "reference_kind": ref_kind, "checkpoint": checkpoint,
-         "prompts": prompts, "metrics": selected},
+         "ceiling_checkpoint": ceiling_checkpoint, "prompts": prompts, "metrics": selected},
+        rows={name: row[0] for name, row in rows.items()},
     )
     json_path, md_path = write_report(report, out_dir)
     with open(out_dir / "clips.jsonl", "w", encoding="utf-8") as fh:
-        for record in suite.records:
-            fh.write(json.dumps(record) + "\n")
+        for name, row in rows.items():
+            for record in row[2]:
+                fh.write(json.dumps({"row": name, **record}) + "\n")
+    if localisation is not None:
+        from lightning_auffusion.attention.localisation import LOCALISATION_FILE
+
+        (out_dir / LOCALISATION_FILE).write_text(json.dumps(localisation.summary, indent=2) + "\n", encoding="utf-8")
     print(markdown_report(report))
     log.info("wrote %s and %s", json_path, md_path)
     return report
+
+
+def reference_batches(reference: str, files: dict[str, Path] | None, batch_size: int,
+                      skipped: list[Skipped]) -> Iterator[Batch]:
+    """Batches of the reference clips: from ``files`` (a folder's listing) or the shards of ``reference``."""
+    return iter_folder(files, batch_size, skipped) if files is not None else iter_shards(reference, batch_size)
+
+
+def score_row(suite: MetricSuite, batches: Iterable[Batch], captions: dict[str, str]) -> tuple[dict, dict, list, dict]:
+    """Feed one row's clips (with the caption of each id) to ``suite`` as generated audio, compute, and reset
+    the suite for the next row (reference features are kept). Returns (results, details, records, resampling)."""
+    for batch in batches:
+        suite.update(batch.clips, batch.rates, batch.ids, [captions.get(i) for i in batch.ids], real=False)
+    results = suite.compute()
+    row = (results, dict(suite.details), list(suite.records), dict(suite.resampling))
+    suite.reset()
+    return row

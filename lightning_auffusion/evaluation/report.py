@@ -17,7 +17,28 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("CLAP", "clap_score", "pct"),
     ("Alignment acc.", "alignment_accuracy", "pct"),
     ("Clips all correct", "alignment_clip_accuracy", "pct"),
+    ("Attention loc.", "attention_localisation", "pct"),
 )
+
+# the alignment broken down: (column title, result key); judged counts sit under the same key with _judged/_clips
+BREAKDOWN: tuple[tuple[str, str], ...] = (
+    ("source", "alignment_source_accuracy"),
+    ("pitch", "alignment_pitch_accuracy"),
+    ("pattern", "alignment_pattern_accuracy"),
+    ("loudness", "alignment_loudness_accuracy"),
+    ("event 0", "alignment_event0_accuracy"),
+    ("event 1", "alignment_event1_accuracy"),
+    ("event 2", "alignment_event2_accuracy"),
+    ("1-event clips", "alignment_events1_clip_accuracy"),
+    ("2-event clips", "alignment_events2_clip_accuracy"),
+    ("3-event clips", "alignment_events3_clip_accuracy"),
+)
+
+ROW_DESCRIPTIONS: dict[str, str] = {
+    "generated": "generated from the prompts",
+    "ceiling_vocoder": "stage ceiling: reference -> log-mel -> vocoder",
+    "ceiling_vae_vocoder": "stage ceiling: reference -> log-mel -> image -> VAE -> image -> log-mel -> vocoder",
+}
 
 PUBLISHED_AUDIOCAPS: tuple[tuple[str, tuple[float, float, float, float, float]], ...] = (
     ("Auffusion (AC only)", (21.99, 1.63, 1.36, 10.57, 55.3)),
@@ -41,22 +62,45 @@ def _cell(value: Any, fmt: str) -> str:
     return fmt.format(value)
 
 
-def columns_for(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
-    return [col for col in COLUMNS if col[1] in metrics]
+def _judged_key(key: str) -> str:
+    return key.replace("_clip_accuracy", "_clips") if key.endswith("_clip_accuracy") else key.replace("_accuracy", "_judged")
+
+
+def breakdown_table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown lines of the alignment broken down per attribute, event position and event count, one line
+    per row; a cell shows the accuracy and how many were judged. Empty when no row has the breakdown."""
+    cols = [(title, key) for title, key in BREAKDOWN if any(m.get(_judged_key(key)) for m in rows.values())]
+    if not cols:
+        return []
+    lines = ["| run | " + " | ".join(title for title, _ in cols) + " |", "|---|" + "---|" * len(cols)]
+    for name, metrics in rows.items():
+        cells = [f"{_cell(metrics.get(key), 'pct')} ({metrics.get(_judged_key(key), 0)})" for _, key in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def markdown_report(report: dict[str, Any], label: str = "generated") -> str:
-    """The Markdown page of a report made by ``build_report``."""
+    """The Markdown page of a report made by ``build_report``: one table line per row (generated, then the
+    stage ceilings), the alignment breakdown, published numbers when comparable, and the notes."""
     metrics = report["metrics"]
-    cols = columns_for(metrics)
+    rows = {label: metrics, **{k: v for k, v in report.get("rows", {}).items() if k != "generated"}}
+    cols = [c for c in COLUMNS if any(c[1] in m for m in rows.values())]
     lines = ["# Objective evaluation", ""]
     if not report["comparable_with_published"]:
         lines += [f"> **{report['notice']}**", ""]
     lines += ["| run | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---|" * len(cols)]
-    row = [_cell(metrics.get(key), fmt) for _, key, fmt in cols]
-    if "is_mean" in metrics and metrics.get("is_std") is not None and metrics.get("is_mean") is not None:
-        row[[c[1] for c in cols].index("is_mean")] += f" ± {metrics['is_std']:.2f}"
-    lines.append(f"| {label} | " + " | ".join(row) + " |")
+    for name, values in rows.items():
+        row = [_cell(values.get(key), fmt) for _, key, fmt in cols]
+        if "is_mean" in values and values.get("is_std") is not None and values.get("is_mean") is not None:
+            row[[c[1] for c in cols].index("is_mean")] += f" ± {values['is_std']:.2f}"
+        lines.append(f"| {name} | " + " | ".join(row) + " |")
+    if len(rows) > 1:
+        lines += [""] + [f"- {name}: {ROW_DESCRIPTIONS.get(name, name)}" for name in rows if name != label]
+    breakdown = breakdown_table(rows)
+    if breakdown:
+        title = ("Alignment by attribute, event position (0 = first) and number of events "
+                 "(accuracy, judged count; order and count are judged through the positions):")
+        lines += ["", title, "", *breakdown]
     if report["comparable_with_published"] and any(c[1] == "fd" for c in cols):
         lines += ["", "Published (AudioCaps test, from the papers; only comparable on the same test set):", "",
                   "| model | FD | FAD | KL | IS | CLAP |", "|---|---|---|---|---|---|"]
@@ -75,8 +119,10 @@ def build_report(
     resampling: dict[str, int],
     skipped: list[dict[str, str]],
     inputs: dict[str, Any],
+    rows: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The JSON-ready report: metrics, whether they compare with published ones, and notes in plain words."""
+    """The JSON-ready report: metrics (the generated row), every row (``rows``: generated and the stage
+    ceilings, each a metrics dict), whether they compare with published ones, and notes in plain words."""
     comparable = not random_weights
     notes: list[str] = []
     notice = RANDOM_WEIGHTS_NOTICE.format(names=", ".join(random_weights)) if random_weights else ""
@@ -101,8 +147,17 @@ def build_report(
     if skipped:
         shown = "; ".join(f"{s['source']} ({s['reason']})" for s in skipped[:10])
         notes.append(f"{len(skipped)} files skipped: {shown}")
+    rows = dict(rows) if rows else {"generated": metrics}
+    for name in rows:
+        if name != "generated":
+            notes.append(f"Row {name}: {ROW_DESCRIPTIONS.get(name, name)}, scored with the same metrics.")
+    if metrics.get("attention_localisation_tokens"):
+        notes.append(f"Attention localisation over {int(metrics['attention_localisation_tokens'])} content tokens of "
+                     f"{int(metrics['attention_localisation_prompts'])} multi-event prompts; chance "
+                     f"{_cell(metrics.get('attention_localisation_chance'), 'pct')}.")
     return {
         "metrics": metrics,
+        "rows": rows,
         "comparable_with_published": comparable,
         "notice": notice,
         "random_weights": random_weights,

@@ -54,6 +54,18 @@ def build_clap(backend: str, weights_dir, download: bool, allow_random: bool, de
                      batch_size=batch_size, pad_mode=pad_mode)
 
 
+def alignment_results(metric: AlignmentAccuracy, prefix: str = "alignment_") -> dict[str, float | int | None]:
+    """``metric.compute()`` as plain values: ratios as floats (None where nothing was judged), counts as ints."""
+    out: dict[str, float | int | None] = {}
+    for key, value in metric.compute().items():
+        value = float(value)
+        if key.endswith("accuracy"):
+            out[prefix + key] = None if np.isnan(value) else value
+        else:
+            out[prefix + key] = int(value)
+    return out
+
+
 class MetricSuite:
     """The selected metrics with their extractors. Pre-built extractors may be passed in (tests, callbacks)."""
 
@@ -231,11 +243,7 @@ class MetricSuite:
         if "clap" in self.metrics:
             out["clap_score"] = self._safe("clap", lambda: float(self.metrics["clap"].compute()))
         if "alignment" in self.metrics:
-            result = {k: float(v) for k, v in self.metrics["alignment"].compute().items()}
-            out["alignment_accuracy"] = None if np.isnan(result["accuracy"]) else result["accuracy"]
-            out["alignment_clip_accuracy"] = None if np.isnan(result["clip_accuracy"]) else result["clip_accuracy"]
-            out["alignment_attributes_judged"] = int(result["attributes_judged"])
-            out["alignment_unparseable"] = int(result["unparseable"])
+            out.update(alignment_results(self.metrics["alignment"]))
         return out
 
     def reset(self) -> None:

@@ -19,12 +19,13 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from itertools import chain
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
 
 from lightning_auffusion.audio.mel import LogMelSpectrogram, MelConfig, peak_normalize
+from lightning_auffusion.metrics.alignment import AlignmentAccuracy
 from lightning_auffusion.vocoder.config import DiscriminatorConfig, GeneratorConfig, as_config
 from lightning_auffusion.vocoder.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from lightning_auffusion.vocoder.generator import HifiGanGenerator
@@ -84,6 +85,10 @@ class VocoderModule(LightningModule):
         generator_ema_decay: keep an exponential moving average of the generator weights with this decay
             (warmed up as ``min(decay, (1 + n) / (10 + n))`` at generator step ``n``); validation, sample
             logging and export then use the average. None: no average.
+        val_alignment_loudness: judge validation clips whose captions follow the synthetic grammar with the
+            analyser (this loudness mode) and log ``val/alignment/<accuracy>`` (and ``val/griffin_lim/alignment/...``
+            for the Griffin-Lim reference); only clips whose window holds the whole clip (the batch's
+            ``complete``) are judged. None: off.
     """
 
     def __init__(
@@ -112,6 +117,7 @@ class VocoderModule(LightningModule):
         val_clips_to_return: int = 4,
         init_generator: str | None = None,
         generator_ema_decay: float | None = None,
+        val_alignment_loudness: Literal["relative", "absolute"] | None = "relative",
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -152,6 +158,11 @@ class VocoderModule(LightningModule):
         self.register_buffer("discriminator_steps", torch.tensor(0, dtype=torch.long))
         self.val_metrics = torch.nn.ModuleDict(self._metric_set(mel_cfg, stft_resolutions))
         self.val_reference_metrics = torch.nn.ModuleDict(self._metric_set(mel_cfg, stft_resolutions) if gl_cfg else {})
+        self.val_alignment = torch.nn.ModuleDict()
+        if val_alignment_loudness is not None:
+            self.val_alignment["vocoder"] = AlignmentAccuracy(loudness=val_alignment_loudness)
+            if gl_cfg is not None:
+                self.val_alignment["griffin_lim"] = AlignmentAccuracy(loudness=val_alignment_loudness)
 
     @staticmethod
     def _metric_set(mel: MelConfig, resolutions) -> dict[str, Any]:
@@ -309,20 +320,28 @@ class VocoderModule(LightningModule):
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         audio, lengths = self._prepare(batch)
+        full = lengths
         if self.hparams.val_max_seconds is not None:
             keep = int(self.hparams.val_max_seconds * self.mel_config.sample_rate)
             audio, lengths = audio[:, :keep], lengths.clamp(max=keep)
+        complete = batch.get("complete")
+        complete = (full <= lengths) & (True if complete is None else complete.to(lengths.device))
         logmel = self.compute_logmel(audio)
         generated = self.inference_generator(logmel)[:, 0].float()
         for metric in self.val_metrics.values():
             metric.update(generated, audio, lengths)
         out = {"audio": audio, "generated": generated, "num_samples": lengths, "logmel": logmel}
+        judged = {"vocoder": generated}
         if self.griffin_lim is not None:
             with torch.autocast(device_type=audio.device.type, enabled=False):
                 reference = self.griffin_lim(logmel.float())
             for metric in self.val_reference_metrics.values():
                 metric.update(reference, audio, lengths)
             out["griffin_lim"] = reference
+            judged["griffin_lim"] = reference
+        if "caption" in batch:
+            for name, metric in self.val_alignment.items():
+                metric.update_batch(judged[name], lengths, batch["caption"], self.mel_config.sample_rate, complete)
         n = self.hparams.val_clips_to_return
         out = {k: v[:n].detach() for k, v in out.items()}
         out["key"] = list(batch.get("key", [str(i) for i in range(audio.shape[0])]))[:n]
@@ -334,7 +353,9 @@ class VocoderModule(LightningModule):
             values[f"val/griffin_lim/{name}"] = metric.compute()
         if "val/griffin_lim/mrstft" in values:
             values["val/mrstft_over_griffin_lim"] = values["val/mrstft"] / values["val/griffin_lim/mrstft"].clamp_min(1e-12)
-        for metric in chain(self.val_metrics.values(), self.val_reference_metrics.values()):
+        for name, metric in self.val_alignment.items():
+            values.update(metric.loggable("val/alignment/" if name == "vocoder" else f"val/{name}/alignment/"))
+        for metric in chain(self.val_metrics.values(), self.val_reference_metrics.values(), self.val_alignment.values()):
             metric.reset()
         self.log_dict(values, prog_bar=False)
         self.log("val_mrstft", values["val/mrstft"], prog_bar=True)  # slash-free name for checkpoint filenames

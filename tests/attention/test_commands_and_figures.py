@@ -82,3 +82,15 @@ def test_figure_files_and_wandb_images(tmp_path):
     assert clean_piece("t5:\u2581barks", with_encoder=True) == "t5: barks"
     with pytest.raises(ValueError, match="normalize"):
         attention_figure(attention, image, normalize="log")
+
+
+def test_generate_command_writes_the_attention_localisation(tiny_checkpoint, tmp_path):
+    prompts = '["a loud low sine tone, then quiet white noise pulsing on and off", "a dog barks"]'
+    main(["generate", "--prompts", prompts, "--checkpoint", tiny_checkpoint, "--attention_maps", "true",
+          "--duration_seconds", "1.0", "--output_dir", str(tmp_path), *COMMON])
+    saved = json.loads((tmp_path / "localisation.json").read_text())
+    assert saved["prompts"] == 1 and saved["skipped"] == 1 and saved["chance"] == pytest.approx(0.5)
+    assert 0.0 <= saved["localisation"] <= 1.0
+    first, second = saved["per_prompt"]
+    assert first["id"] == 0 and first["events"] == 2 and {t["event"] for t in first["tokens"]} == {0, 1}
+    assert second["score"] is None and second["events"] == 0

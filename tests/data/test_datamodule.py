@@ -86,7 +86,7 @@ def test_training_gives_equal_batch_counts_per_rank(shard_dir, num_workers):
         counts.append((len(loader), len(batches)))
         for batch in batches:
             assert batch["audio"].shape == (2, SR) and batch["num_samples"].shape == (2,)
-            assert set(batch) == {"audio", "num_samples", "caption", "captions", "key"}
+            assert set(batch) == {"audio", "num_samples", "caption", "captions", "key", "complete"}
             for i in range(2):
                 assert batch["caption"][i] in batch["captions"][i]
                 assert 0 < batch["num_samples"][i] <= SR

@@ -192,3 +192,18 @@ def test_bad_options_fail_clearly(tmp_path):
     torch.save({"state_dict": {}}, bad)
     with pytest.raises(ValueError, match="not a SpectrogramVAE checkpoint"):
         build_vae(str(bad))
+
+
+def test_validation_judges_reconstructions_of_synthetic_captions():
+    from tests.vocoder.test_module import _synthetic_batch
+
+    torch.manual_seed(0)
+    module = tiny_vae_module(val_griffin_lim={"n_iter": 2})
+    batch = _synthetic_batch(seconds=0.6)  # fits the tiny front end's 64 frames of 160 samples
+    module.validation_step(batch, 0)
+    metric = module.val_alignment
+    assert float(metric.clips) == 2 and float(metric.unparseable) == 1 and float(metric.attributes_judged) == 7
+    assert "_validation_decoder" in module.__dict__ and "_validation_decoder" not in dict(module.named_modules())
+    too_long = tiny_vae_module()
+    too_long.validation_step(_synthetic_batch(seconds=1.0), 0)  # longer than n_frames: cropped, not judged
+    assert float(too_long.val_alignment.clips) == 0

@@ -126,3 +126,30 @@ def test_callback_generates_scores_and_logs_during_fit(synthetic_set, tiny_clap_
     assert [r[0] for r in rows] == ["clip0", "clip1", "clip2"]
     key, audios, step, kwargs = logger.audio[-1]
     assert key == "eval/audio" and len(audios) == 2 and kwargs["sample_rate"] == [16000, 16000] and step == 4
+
+
+def test_callback_scores_and_logs_the_stage_ceilings_once(synthetic_set, tmp_path):
+    from tests.helpers import tiny_ldm
+
+    captions = read_prompts(synthetic_set["prompts"])
+    ref = synthetic_set["reference"]
+    clips = {captions[f"clip{i}"]: sf.read(ref / f"clip{i}.wav", dtype="float32")[0] for i in range(4)}
+    callback = ReplayCallback(clips, prompts=str(synthetic_set["prompts"]), reference=str(ref), metrics=["alignment"],
+                              max_prompts=4, batch_size=2, log_audio=0)
+    logger = RecordingLogger()
+    trainer = types.SimpleNamespace(global_rank=0, world_size=1, global_step=7, is_global_zero=True, logger=logger,
+                                    strategy=types.SimpleNamespace(root_device=torch.device("cpu")), callback_metrics={})
+    module = tiny_ldm()
+    callback.run(trainer, module)
+    assert set(callback.ceiling_results) == {"ceiling_vocoder", "ceiling_vae_vocoder"}
+    (_, scalars), = logger.metrics
+    for row in ("ceiling_vocoder", "ceiling_vae_vocoder"):
+        assert 0.0 <= scalars[f"eval/{row}/alignment_accuracy"] <= 1.0 and scalars[f"eval/{row}/generated"] == 4
+    assert scalars["eval/alignment_source_accuracy"] == 1.0  # the replayed reference clips
+    summary = next(t for t in logger.tables if t[0] == "eval/summary")
+    assert summary[1][:2] == ["step", "row"] and [r[1] for r in summary[2]] == ["generated", *callback.ceiling_results]
+    assert any(t[0] == "eval/alignment_breakdown" for t in logger.tables)
+    first = dict(callback.ceiling_results)
+    trainer.global_step = 8
+    callback.run(trainer, module)  # the LDM trains only its U-Net: the ceilings are not rendered again
+    assert callback.ceiling_results == first and "eval/ceiling_vocoder/alignment_accuracy" in logger.metrics[-1][1]

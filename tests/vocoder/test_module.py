@@ -266,3 +266,35 @@ def test_gradient_clipping_applies_to_both_optimizers(tmp_path):
     make_trainer(tmp_path, max_steps=2).fit(module, ToneDataModule(n_train=4, batch_size=2))
     assert len(module.norms) == 4  # discriminator + generator, two steps
     assert max(module.norms) <= 1e-3 * (1 + 1e-4)
+
+
+def _synthetic_batch(seconds: float = 1.0, sample_rate: int = 16000):
+    import numpy as np
+
+    from lightning_auffusion.synth.attributes import render_caption
+    from lightning_auffusion.synth.generator import render_clip
+
+    events = [{"source": "sine", "pitch": "medium", "pattern": "continuous", "loudness": "loud"},
+              {"source": "brown", "pattern": "continuous", "loudness": "quiet"}]
+    caption = render_caption(events, np.random.default_rng(0))
+    clip = torch.from_numpy(render_clip(events, sample_rate, seconds, np.random.default_rng(1))[0]).float()
+    n = clip.numel()
+    return {"audio": torch.stack([clip, clip, clip]), "num_samples": torch.tensor([n, n, n]),
+            "caption": [caption, caption, "a dog barks"], "key": ["a", "b", "c"],
+            "complete": torch.tensor([True, False, True])}
+
+
+def test_validation_judges_synthetic_captions_of_whole_clips():
+    torch.manual_seed(0)
+    module = make_module()
+    module.validation_step(_synthetic_batch(), 0)
+    for name in ("vocoder", "griffin_lim"):
+        metric = module.val_alignment[name]
+        assert float(metric.clips) == 2 and float(metric.unparseable) == 1  # the cut window is left out
+        assert float(metric.attributes_judged) == 7
+    assert module.val_alignment["vocoder"].loggable("val/alignment/")  # what on_validation_epoch_end logs
+    assert make_module().val_alignment["vocoder"].loggable("val/alignment/") == {}  # nothing judged yet
+    cropped = make_module(val_max_seconds=0.5)  # the crop cuts every clip: none is judged
+    cropped.validation_step(_synthetic_batch(), 0)
+    assert float(cropped.val_alignment["vocoder"].clips) == 0
+    assert len(make_module(val_alignment_loudness=None).val_alignment) == 0
