@@ -228,10 +228,11 @@ def load_released(
     frontend = AuffusionFrontend(**_frontend_kwargs(root, voc))
     if voc is not None and hasattr(getattr(voc, "config", None), "check_compatible"):
         voc.config.check_compatible(frontend.mel_config, f"the front end of {root}")
-    sampling = _read_json(root / EXTRAS_FILE).get("sampling", {}) if (root / EXTRAS_FILE).is_file() else {}
+    extras = _read_json(root / EXTRAS_FILE) if (root / EXTRAS_FILE).is_file() else {}
     pipeline = AuffusionPipeline(
         unet=unet, vae=vae, conditioner=conditioner, frontend=frontend, scheduler=scheduler, vocoder=voc,
-        train_scheduler_config=dict(scheduler.config), sampling=sampling,
+        train_scheduler_config=dict(scheduler.config), sampling=extras.get("sampling", {}),
+        frame_position_channels=int(extras.get("frame_position_channels", 0)),
     ).freeze()
     if isinstance(dtype, str):
         dtype = _DTYPES[dtype]
@@ -262,7 +263,9 @@ def ldm_from_released(path: str | os.PathLike, **module_kwargs: Any):
         front = {"mel": GeneratorConfig.from_json(root / "vocoder" / "config.json").mel_config()}
     options.update(front)
     if (root / EXTRAS_FILE).is_file():
-        options["sampling"] = _read_json(root / EXTRAS_FILE).get("sampling") or None
+        extras = _read_json(root / EXTRAS_FILE)
+        options["sampling"] = extras.get("sampling") or None
+        options["frame_position_channels"] = int(extras.get("frame_position_channels", 0))
     options.update(module_kwargs)
     module = AuffusionLDM(**options)
     if "encoders" not in module_kwargs:
@@ -374,7 +377,8 @@ def export_released(
         from transformers import CLIPImageProcessor
 
         CLIPImageProcessor().save_pretrained(out / "feature_extractor")
-    extras = {"frontend": frontend_settings(pipeline.frontend), "sampling": pipeline.sampling}
+    extras = {"frontend": frontend_settings(pipeline.frontend), "sampling": pipeline.sampling,
+              "frame_position_channels": pipeline.frame_position_channels}
     (out / EXTRAS_FILE).write_text(json.dumps(extras, indent=2, default=str))
     log.info("exported the model to %s", out)
     return out

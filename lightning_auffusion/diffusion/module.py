@@ -20,6 +20,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lightning_auffusion.audio import AuffusionFrontend, ImageConfig, MelConfig
+from lightning_auffusion.diffusion.positions import check_position_channels, with_frame_positions
 from lightning_auffusion.diffusion.conditioning import EncoderSpec, TextConditioner, as_spec, default_encoders
 from lightning_auffusion.diffusion.ema import EMAConfig, make_ema, move_ema, swapped_in
 from lightning_auffusion.diffusion.latent_cache import LatentCache, fingerprint
@@ -86,6 +87,9 @@ class AuffusionLDM(LightningModule):
         save_frozen_weights: keep the frozen VAE/encoder/vocoder weights in checkpoints (False: smaller
             checkpoints; the frozen parts are rebuilt from their sources when the checkpoint is loaded).
         validation_seed: seed of the noise, timesteps and posterior samples of the validation loss.
+        frame_position_channels: sine/cosine channels of each latent frame's position in the clip appended to the
+            U-Net input (``diffusion.positions``; the U-Net's ``in_channels`` = latent channels + this). 0: none,
+            as released; small U-Nets (the CPU quickstart) use them to place consecutive events in time.
     """
 
     def __init__(
@@ -120,8 +124,10 @@ class AuffusionLDM(LightningModule):
         sampling: dict[str, Any] | None = None,
         save_frozen_weights: bool = True,
         validation_seed: int = 0,
+        frame_position_channels: int = 0,
     ) -> None:
         super().__init__()
+        check_position_channels(frame_position_channels)
         specs = [as_spec(e) for e in (encoders if encoders is not None else default_encoders())]
         mel = _dataclass_or(mel, MelConfig)
         image = _dataclass_or(image, ImageConfig)
@@ -147,6 +153,13 @@ class AuffusionLDM(LightningModule):
             compile=compile,
             compile_mode=compile_mode,
         )
+        latent_channels = int(getattr(self.vae.config, "latent_channels", 4))
+        if int(self.unet.config.in_channels) != latent_channels + frame_position_channels:
+            raise ValueError(
+                f"the U-Net takes {self.unet.config.in_channels} input channels, but the VAE gives {latent_channels} latent "
+                f"channels and frame_position_channels is {frame_position_channels}: set unet in_channels to "
+                f"{latent_channels + frame_position_channels}"
+            )
         self.conditioner = TextConditioner(
             specs, cross_attention_dim=int(self.unet.config.cross_attention_dim), cache_embeddings=cache_text_embeddings
         )
@@ -240,6 +253,7 @@ class AuffusionLDM(LightningModule):
             raise ValueError(f"training supports epsilon or v_prediction, not {self.noise_scheduler.config.prediction_type!r}")
         if self.hparams.channels_last:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
+        noisy = with_frame_positions(noisy, self.hparams.frame_position_channels)
         pred = self.unet(noisy, timesteps, encoder_hidden_states=cond).sample
         return F.mse_loss(pred.float(), target.float())
 

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_auffusion.diffusion.positions import check_position_channels
+
 log = logging.getLogger(__name__)
 
 DEFAULT_VAE_SCALING_FACTOR = 0.18215  # Stable Diffusion v1.5's latent scale
@@ -44,6 +46,7 @@ class AuffusionPipeline:
         train_scheduler_config: dict | None = None,
         sampling: dict | None = None,
         griffin_lim_iters: int = 32,
+        frame_position_channels: int = 0,
     ) -> None:
         from lightning_auffusion.diffusion.sampling import make_scheduler
 
@@ -52,6 +55,7 @@ class AuffusionPipeline:
         self.conditioner = conditioner
         self.frontend = frontend
         self.vocoder = vocoder
+        self.frame_position_channels = check_position_channels(frame_position_channels)  # see diffusion.positions
         self.griffin_lim_iters = int(griffin_lim_iters)  # phase-retrieval iterations when no vocoder is attached
         if vae_scaling_factor is None:
             vae_scaling_factor = getattr(getattr(vae, "config", None), "scaling_factor", None) or DEFAULT_VAE_SCALING_FACTOR
@@ -97,6 +101,7 @@ class AuffusionPipeline:
             vae_scaling_factor=getattr(module, "vae_scaling_factor", None),
             train_scheduler_config=dict(module.noise_scheduler.config),
             sampling=dict(getattr(module, "sampling", None) or {}),
+            frame_position_channels=int(getattr(module, "hparams", {}).get("frame_position_channels", 0)),
         )
 
     # ------------------------------------------------------------------ device / dtype
@@ -141,7 +146,7 @@ class AuffusionPipeline:
 
     @property
     def latent_channels(self) -> int:
-        return int(self.unet.config.in_channels)
+        return int(self.unet.config.in_channels) - self.frame_position_channels
 
     @property
     def sample_rate(self) -> int:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
+from lightning_auffusion.diffusion.positions import with_frame_positions
 from lightning_auffusion.diffusion.unet_factory import sd15_noise_config
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ def denoise(
         t = timesteps[index]
         model_input = torch.cat([latents, latents]) if use_guidance else latents
         model_input = scheduler.scale_model_input(model_input, t)
+        model_input = with_frame_positions(model_input, getattr(pipeline, "frame_position_channels", 0))
         eps = pipeline.unet(
             model_input.to(unet_dtype),
             t,
