@@ -48,6 +48,7 @@ from lightning_auffusion.data.pipeline import (
     sample_offsets,
     shard_counts,
 )
+from lightning_auffusion.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +104,14 @@ class AudioShardDataModule(pl.LightningDataModule):
         """
         super().__init__()
         if eval_split not in ("sample", "shard"):
-            raise ValueError(f"eval_split must be 'sample' or 'shard', got {eval_split!r}")
+            raise UserInputError(f"eval_split must be 'sample' or 'shard', got {eval_split!r}")
         if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
-            raise ValueError("batch_size and val_batch_size must be positive")
+            raise UserInputError("batch_size and val_batch_size must be positive")
         for label, value in (("segment_seconds", segment_seconds), ("val_segment_seconds", val_segment_seconds)):
             if value is not None and value <= 0:
-                raise ValueError(f"{label} must be positive or None (whole clips), got {value}")
+                raise UserInputError(f"{label} must be positive or None (whole clips), got {value}")
         if batches_per_epoch is not None and batches_per_epoch < 1:
-            raise ValueError(f"batches_per_epoch must be positive, got {batches_per_epoch}")
+            raise UserInputError(f"batches_per_epoch must be positive, got {batches_per_epoch}")
         self.save_hyperparameters()
         self.train_shards, self.val_shards, self.test_shards = train_shards, val_shards, test_shards
         self.batch_size = batch_size
@@ -140,7 +141,7 @@ class AudioShardDataModule(pl.LightningDataModule):
         else:
             rank, world = 0, 1
         if not 0 <= rank < world:
-            raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world}")
+            raise UserInputError(f"rank must be in [0, world_size), got rank={rank}, world_size={world}")
         return rank, world
 
     def _samples(self, seconds: float | None) -> int | None:
@@ -149,7 +150,7 @@ class AudioShardDataModule(pl.LightningDataModule):
     def _urls(self, split: str) -> list[str]:
         spec = getattr(self, f"{split}_shards")
         if spec is None:
-            raise ValueError(
+            raise UserInputError(
                 f"{split}_shards is not set: point it at shards written by `python -m lightning_auffusion shard` "
                 "(e.g. data_shards/<name>/index.json or data_shards/<name>/<name>-{000000..000009}.tar)"
             )
@@ -169,11 +170,11 @@ class AudioShardDataModule(pl.LightningDataModule):
     def train_batches(self, urls: list[str], world_size: int) -> int:
         counts = shard_counts(urls)
         if counts is not None and sum(counts) == 0:
-            raise ValueError(f"the training shards hold no clips ({len(urls)} empty shard(s)); see their rejects.jsonl")
+            raise UserInputError(f"the training shards hold no clips ({len(urls)} empty shard(s)); see their rejects.jsonl")
         if self.batches_per_epoch is not None:
             return self.batches_per_epoch
         if counts is None:
-            raise ValueError(
+            raise UserInputError(
                 "batches_per_epoch is not set and the clip count of the training shards is unknown (no index.json "
                 "beside them): set data.init_args.batches_per_epoch"
             )

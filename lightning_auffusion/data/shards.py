@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from lightning_auffusion.audio.io import AUDIO_EXTENSIONS, AudioLoadError, audio_info, load_audio
 from lightning_auffusion.data.manifest import ClipEntry, ManifestConfig, list_audio_files, read_manifest
+from lightning_auffusion.errors import MissingInputError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -259,16 +260,16 @@ def shard(
         The index (also written to ``<out_root>/<name>/index.json``).
     """
     if not name or re.search(r"[/\\]", name) or name in (".", ".."):
-        raise ValueError(f"name must be a plain folder name (no slashes), got {name!r}")
+        raise UserInputError(f"name must be a plain folder name (no slashes), got {name!r}")
     if not Path(audio_dir).is_dir():
-        raise FileNotFoundError(f"audio_dir {audio_dir} is not a folder: pass the folder holding the audio files")
+        raise MissingInputError(f"audio_dir {audio_dir} is not a folder: pass the folder holding the audio files")
     if clips_per_shard < 1 or sample_rate <= 0 or max_seconds <= 0 or min_seconds < 0 or min_seconds > max_seconds:
-        raise ValueError(
+        raise UserInputError(
             "need clips_per_shard >= 1, sample_rate > 0 and 0 <= min_seconds <= max_seconds, got "
             f"clips_per_shard={clips_per_shard}, sample_rate={sample_rate}, min_seconds={min_seconds}, max_seconds={max_seconds}"
         )
     if flac_subtype not in ("PCM_16", "PCM_24"):
-        raise ValueError(f"flac_subtype must be PCM_16 or PCM_24, got {flac_subtype!r}")
+        raise UserInputError(f"flac_subtype must be PCM_16 or PCM_24, got {flac_subtype!r}")
     columns = columns or ManifestConfig()
     out_dir = Path(out_root) / name
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -304,7 +305,7 @@ def shard(
         old = json.loads(index_path.read_text(encoding="utf-8"))
         if old.get("plan_digest") != digest:
             if not overwrite:
-                raise ValueError(
+                raise UserInputError(
                     f"{out_dir} holds shards made from another manifest or other settings; pass overwrite=True "
                     "(--overwrite true) to rebuild them, or choose another --name"
                 )

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Literal
 
 from lightning_auffusion.audio.io import save_wav
+from lightning_auffusion.errors import UserInputError
+from lightning_auffusion.paths import file_in
 from lightning_auffusion.evaluation.report import build_report, markdown_report, write_report
 from lightning_auffusion.evaluation.sources import (
     Skipped,
@@ -30,10 +32,10 @@ def generate_folder(checkpoint: str, prompts: dict[str, str], folder: Path, *, n
     Prompt ``i`` (in file order) uses seed ``seed + i``, so a clip does not depend on the batching. Sampling
     settings left at None come from the checkpoint's own ``sampling`` settings.
     """
-    from lightning_auffusion.diffusion.module import AuffusionLDM
+    from lightning_auffusion.diffusion.module import load_ldm_checkpoint
     from lightning_auffusion.diffusion.sampling import generate, resolve_sampling
 
-    module = AuffusionLDM.load_from_checkpoint(checkpoint, map_location=device).eval()
+    module = load_ldm_checkpoint(checkpoint, map_location=device).eval()
     settings = resolve_sampling(module.sampling, num_inference_steps=num_inference_steps,
                                 guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=None)
     log.info("generating %d clips with %s", len(prompts), settings)
@@ -44,7 +46,7 @@ def generate_folder(checkpoint: str, prompts: dict[str, str], folder: Path, *, n
         out = generate(module, [caption for _, caption in chunk], **settings,
                        seed=[seed + start + i for i in range(len(chunk))], batch_size=batch_size)
         for (clip_id, _), audio in zip(chunk, out.audio):
-            save_wav(folder / f"{clip_id}.wav", audio, out.sample_rate)
+            save_wav(file_in(folder, clip_id, ".wav"), audio, out.sample_rate)
         log.info("generated %d / %d clips", min(start + batch_size, len(items)), len(items))
 
 
@@ -105,24 +107,24 @@ def evaluate(
         seed: Seed of the first prompt when generating (prompt i uses seed + i).
     """
     if kl_unpaired not in ("report", "error"):
-        raise ValueError(f"kl_unpaired must be 'report' or 'error', got {kl_unpaired!r}")
+        raise UserInputError(f"kl_unpaired must be 'report' or 'error', got {kl_unpaired!r}")
     captions = read_prompts(prompts) if prompts else {}
     out_dir = Path(output)
     if checkpoint:
         if generated:
-            raise ValueError("give either generated (a folder) or checkpoint (+ prompts), not both")
+            raise UserInputError("give either generated (a folder) or checkpoint (+ prompts), not both")
         if not captions:
-            raise ValueError("checkpoint needs prompts: the prompt list to generate from")
+            raise UserInputError("checkpoint needs prompts: the prompt list to generate from")
         items = dict(list(captions.items())[:limit]) if limit else captions
         generated = str(out_dir / "generated")
         generate_folder(checkpoint, items, Path(generated), num_inference_steps=num_inference_steps,
                         guidance_scale=guidance_scale, scheduler=scheduler, seed=seed, batch_size=batch_size,
                         device=device)
     if not generated:
-        raise ValueError("nothing to evaluate: give generated (a folder of audio) or checkpoint + prompts")
+        raise UserInputError("nothing to evaluate: give generated (a folder of audio) or checkpoint + prompts")
     selected = [m for m in metrics if m in METRICS]
     if len(selected) != len(metrics):
-        raise ValueError(f"unknown metrics {sorted(set(metrics) - set(METRICS))}; choose from {list(METRICS)}")
+        raise UserInputError(f"unknown metrics {sorted(set(metrics) - set(METRICS))}; choose from {list(METRICS)}")
     if reference is None:
         dropped = [m for m in selected if m in ("fd", "fad", "kl")]
         if dropped:
@@ -134,7 +136,7 @@ def evaluate(
             log.warning("no prompts given: %s skipped (they need each clip's caption)", ", ".join(dropped))
         selected = [m for m in selected if m not in dropped]
     if not selected:
-        raise ValueError("no metric can be computed with these inputs (see the warnings above)")
+        raise UserInputError("no metric can be computed with these inputs (see the warnings above)")
 
     suite = MetricSuite(selected, weights_dir=weights_dir, allow_random_weights=allow_random_weights,
                         download=download_weights, device=device, batch_size=batch_size, clap_backend=clap_backend,
@@ -144,7 +146,7 @@ def evaluate(
     if limit:
         gen_files = dict(list(gen_files.items())[:limit])
     if not gen_files:
-        raise ValueError(f"no audio files in {generated}")
+        raise UserInputError(f"no audio files in {generated}")
     for batch in iter_folder(gen_files, batch_size, skipped):
         suite.update(batch.clips, batch.rates, batch.ids, [captions.get(i) for i in batch.ids], real=False)
     ref_kind = None
@@ -155,8 +157,13 @@ def evaluate(
         else:
             ref_kind = "shards"
             batches = iter_shards(reference, batch_size)
+        reference_clips = 0
         for batch in batches:
+            reference_clips += len(batch)
             suite.update(batch.clips, batch.rates, batch.ids, real=True)
+        if not reference_clips:
+            raise UserInputError(f"no usable reference audio in {reference}: FD, FAD and KL need reference clips "
+                                 "(check the path, or leave out --reference to skip those metrics)")
 
     results = suite.compute()
     report = build_report(
