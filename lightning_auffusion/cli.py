@@ -73,6 +73,11 @@ KNOWN_HARMLESS_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     (r"`torch\.utils\._pytree\._register_pytree_node` is deprecated", FutureWarning),  # diffusers/transformers
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),  # Lightning's data fetcher
     (r"`LeafSpec` is deprecated", FutureWarning),
+    # ours, and deliberate: the training stream's length is exact per rank (WorkerShare stops each worker
+    # after its share), so Lightning's caution about IterableDataset lengths does not apply
+    (r"Your `IterableDataset` has `__len__` defined", UserWarning),
+    # the GAN modules (manual optimisation) checkpoint the state after step N, which is what they resume from
+    (r"Using ModelCheckpoint with manual optimization and every_n_train_steps", UserWarning),
 )
 WANDB_ANONYMOUS_NOTICE = "The anonymous setting has no effect and will be removed in a future version."
 
@@ -128,7 +133,10 @@ def _debug_requested(argv: list[str]) -> bool:
 
 def error_line(err: BaseException) -> str:
     """One line for ``err``: its message with line breaks folded, without the traceback."""
-    text = " ".join(str(err).split()) or type(err).__name__
+    message = str(err)
+    if "Original Traceback" in message:  # re-raised from a DataLoader worker: keep the original's last line
+        message = [line for line in message.splitlines() if line.strip()][-1].split(": ", 1)[-1]
+    text = " ".join(message.split()) or type(err).__name__
     if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
         text = f"{text}: {err.filename}"
     if isinstance(err, argparse.ArgumentError):

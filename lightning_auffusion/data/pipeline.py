@@ -111,6 +111,42 @@ def log_and_skip(exn: Exception) -> bool:
     return True
 
 
+class ReadShards(wds.utils.PipelineStage):
+    """``wds.tarfile_to_samples`` for an endless (resampled) shard stream, with a bound on failures in a row.
+
+    A shard that yields no sample (unreadable, or every member broken) is logged and skipped, as before;
+    ``max_consecutive_failures`` of them in a row end the stream with an error instead of looping forever
+    when every shard is unreadable.
+    """
+
+    def __init__(self, max_consecutive_failures: int = 32, handler: Callable[[Exception], bool] = log_and_skip) -> None:
+        if max_consecutive_failures < 1:
+            raise UserInputError(f"max_consecutive_failures must be >= 1, got {max_consecutive_failures}")
+        self.max_consecutive_failures, self.handler = max_consecutive_failures, handler
+
+    def run(self, src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        failures = 0
+        for shard in src:
+            produced = False
+            for sample in wds.tarfile_to_samples(handler=self.handler)(iter([shard])):
+                produced = True
+                yield sample
+            failures = 0 if produced else failures + 1
+            if failures >= self.max_consecutive_failures:
+                raise UserInputError(
+                    f"{failures} training shards in a row gave no readable sample (the last: {shard.get('url')}); "
+                    "the shards look unreadable: check them (see the warnings above) or write them again with "
+                    "`python -m lightning_auffusion shard`"
+                )
+
+
+def set_stream_epoch(pipeline: wds.DataPipeline, epoch: int) -> None:
+    """Make the next pass over ``pipeline`` use stream epoch ``epoch`` (shard draws, shuffle, crops, captions)."""
+    for stage in pipeline.pipeline:
+        if isinstance(stage, (wds.ResampledShards, DecodeClips, SeededShuffle)):
+            stage.epoch = epoch - 1  # each stage counts one up when a pass begins
+
+
 def _worker_id() -> tuple[int, int]:
     info = torch.utils.data.get_worker_info()
     return (0, 1) if info is None else (info.id, info.num_workers)

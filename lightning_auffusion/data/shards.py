@@ -16,6 +16,7 @@ unreadable, empty, NaN, silent, too short and caption-less clips are rejected wi
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import dataclasses
 import hashlib
 import io
@@ -24,6 +25,8 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +88,8 @@ def assign_keys(entries: list[ClipEntry]) -> list[str]:
 def prepare_clip(entry: ClipEntry, settings: ClipSettings) -> tuple[bytes, dict[str, Any]]:
     """Load, check and encode one clip: FLAC bytes and its JSON record. Raises ``ClipRejected``."""
     path = entry.source if os.path.isabs(entry.source) else os.path.join(settings.audio_dir, entry.source)
+    if os.path.isdir(path):
+        raise ClipRejected("a folder, not an audio file")
     if not os.path.isfile(path):
         raise ClipRejected("file not found")
 
@@ -162,9 +167,26 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _worker_init() -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process end when ``parent_pid`` does (kill -9 included): Linux's parent-death signal,
+    and an exit right away if the parent is already gone. Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError) as err:  # no libc prctl: workers may outlive a killed parent
+            log.debug("prctl(PR_SET_PDEATHSIG) unavailable: %s", err)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _worker_init(parent_pid: int) -> None:
     import torch
 
+    die_with_parent(parent_pid)
     torch.set_num_threads(1)  # one process per core already
 
 
@@ -364,7 +386,8 @@ def shard(
             bar.update(len(task["entries"]))
     else:
         context = multiprocessing.get_context("spawn")  # torch is not fork-safe once initialised
-        with cf.ProcessPoolExecutor(min(n_workers, len(tasks)), mp_context=context, initializer=_worker_init) as pool:
+        with cf.ProcessPoolExecutor(min(n_workers, len(tasks)), mp_context=context, initializer=_worker_init,
+                                    initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(write_shard, task): task for task in tasks}
             for future in cf.as_completed(futures):
                 task = futures[future]
