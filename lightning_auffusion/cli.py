@@ -8,13 +8,17 @@ jsonargparse, so each also accepts ``--config``, ``--print_config`` and rejects 
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import os
 import sys
+import warnings
 
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.cli import LightningCLI
+
+from lightning_auffusion.errors import UserInputError
 
 # command name -> (module, function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -33,14 +37,19 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "reweight": ("lightning_auffusion.attention.commands", "reweight", "scale the attention of chosen prompt words"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# allow_abbrev=False: a mistyped option (--trainer.max_step) is an error, never a prefix match
+STRICT_PARSER = {"allow_abbrev": False}
+# on the command line, parse errors are raised (not printed with the usage) so main() prints them as one line
+RAISING_PARSER = {**STRICT_PARSER, "exit_on_error": False}
 
 
 class AuffusionCLI(LightningCLI):
     """LightningCLI with the project's defaults: any LightningModule / DataModule chosen by class_path."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, raise_parse_errors: bool = False, **kwargs) -> None:
+        options = RAISING_PARSER if raise_parse_errors else STRICT_PARSER
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"parser_mode": "omegaconf"})
+        kwargs.setdefault("parser_kwargs", {"parser_mode": "omegaconf", **options, **{c: dict(options) for c in LIGHTNING_COMMANDS}})
         super().__init__(
             LightningModule,
             LightningDataModule,
@@ -59,24 +68,121 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def run_subcommand(name: str, argv: list[str]):
+# third-party warnings that say nothing about the user's run (filtered by the CLI only, never in tests)
+KNOWN_HARMLESS_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
+    (r"`torch\.utils\._pytree\._register_pytree_node` is deprecated", FutureWarning),  # diffusers/transformers
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),  # Lightning's data fetcher
+    (r"`LeafSpec` is deprecated", FutureWarning),
+    # ours, and deliberate: the training stream's length is exact per rank (WorkerShare stops each worker
+    # after its share), so Lightning's caution about IterableDataset lengths does not apply
+    (r"Your `IterableDataset` has `__len__` defined", UserWarning),
+    # the GAN modules (manual optimisation) checkpoint the state after step N, which is what they resume from
+    (r"Using ModelCheckpoint with manual optimization and every_n_train_steps", UserWarning),
+)
+WANDB_ANONYMOUS_NOTICE = "The anonymous setting has no effect and will be removed in a future version."
+
+
+def quiet_known_warnings() -> None:
+    """Silence the known-harmless third-party warnings listed in ``KNOWN_HARMLESS_WARNINGS``.
+
+    Lightning's WandbLogger always passes ``anonymous`` to wandb, which then prints a notice through its
+    own terminal writer (not the warnings module); it is marked as already shown.
+    """
+    for message, category in KNOWN_HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+    try:
+        from wandb.errors import term
+
+        term._printed_messages.add(f"{term.WARN_STRING} {WANDB_ANONYMOUS_NOTICE}")
+    except (ImportError, AttributeError):  # wandb absent, or its internals moved: the notice shows, harmlessly
+        pass
+
+
+def run_subcommand(name: str, argv: list[str], raise_parse_errors: bool = False):
     """Parse ``argv`` for project command ``name`` with jsonargparse and run it."""
     from jsonargparse import auto_cli
 
     module_name, func_name, _ = SUBCOMMANDS[name]
     func = getattr(importlib.import_module(module_name), func_name)
-    return auto_cli(func, args=argv, as_positional=False)
+    return auto_cli(func, args=argv, as_positional=False, **(RAISING_PARSER if raise_parse_errors else STRICT_PARSER))
+
+
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "LIGHTNING_AUFFUSION_DEBUG"
+# errors that mean "the input is wrong" (exit 2) rather than "the run failed" (exit 1)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UserInputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, argparse.ArgumentError,
+)
+
+
+def user_error_in(err: BaseException) -> BaseException | None:
+    """The user error that caused ``err``, if any (jsonargparse wraps errors raised while instantiating)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, USER_ERRORS):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "").lower() not in ("", "0", "false", "no")
+
+
+def error_line(err: BaseException) -> str:
+    """One line for ``err``: its message with line breaks folded, without the traceback."""
+    message = str(err)
+    if "Original Traceback" in message:  # re-raised from a DataLoader worker: keep the original's last line
+        message = [line for line in message.splitlines() if line.strip()][-1].split(": ", 1)[-1]
+    text = " ".join(message.split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
+        text = f"{text}: {err.filename}"
+    if isinstance(err, argparse.ArgumentError):
+        return f"{text} (--help lists the options)"
+    if isinstance(err, (UserInputError, FileNotFoundError)):
+        return text
+    return f"{type(err).__name__}: {text}"
 
 
 def main(argv: list[str] | None = None):
+    """Run a command. From the command line (``argv`` None): errors end as one line on stderr with exit
+    status 2 (bad input) or 1 (a failure), the traceback only with ``--debug`` or ``LIGHTNING_AUFFUSION_DEBUG=1``.
+    Called from Python with ``argv``, errors are raised as they are."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(argv)
+    argv = [a for a in argv if a != DEBUG_FLAG]
     logging.basicConfig(level=os.environ.get("LIGHTNING_AUFFUSION_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    if not from_command_line:
+        return _dispatch(argv, from_command_line=False)
+    quiet_known_warnings()
+    try:
+        return _dispatch(argv, from_command_line=not debug)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as err:
+        if debug:
+            raise
+        cause = user_error_in(err)
+        hint = "" if cause is not None else f" (run again with {DEBUG_FLAG} or {DEBUG_ENV}=1 for the traceback)"
+        print(f"error: {error_line(cause or err)}{hint}", file=sys.stderr)
+        raise SystemExit(1 if cause is None else 2) from None
+
+
+def _dispatch(argv: list[str], from_command_line: bool):
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return None
     if argv[0] in SUBCOMMANDS:
-        return run_subcommand(argv[0], argv[1:])
+        return run_subcommand(argv[0], argv[1:], raise_parse_errors=from_command_line)
     if argv[0] in LIGHTNING_COMMANDS:
-        return AuffusionCLI(args=argv)
+        if argv == sys.argv[1:]:  # LightningCLI reads sys.argv itself (and warns when also given them as args)
+            return AuffusionCLI(raise_parse_errors=from_command_line)
+        return AuffusionCLI(raise_parse_errors=from_command_line, args=argv)
     print(f"unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
     raise SystemExit(2)

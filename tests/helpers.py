@@ -231,3 +231,19 @@ class TinyPerceptual(torch.nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (torch.relu(self.conv(a)) - torch.relu(self.conv(b))).pow(2).mean(dim=(1, 2, 3))
+
+
+def run_command_line(monkeypatch, capsys, argv: list[str]) -> tuple[int, str]:
+    """Run ``python -m lightning_auffusion <argv>`` in-process, as from the shell: (exit code, stderr)."""
+    import sys
+
+    from lightning_auffusion.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["lightning_auffusion", *argv])
+    capsys.readouterr()
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code if isinstance(exit_info.code, int) else (0 if exit_info.code is None else 1)
+    return code, capsys.readouterr().err.strip()

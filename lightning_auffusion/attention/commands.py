@@ -13,6 +13,8 @@ import json
 import logging
 from pathlib import Path
 
+from lightning_auffusion.errors import MissingInputError, UserInputError
+
 log = logging.getLogger(__name__)
 MANIFEST = "manipulations.jsonl"
 
@@ -23,17 +25,17 @@ def _pipeline(checkpoint: str | None, pretrained: str | None, use_ema: bool, dev
     from lightning_auffusion.diffusion.sampling import resolve_sampling
 
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        raise UserInputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     torch_device = resolve_device(device)
     if torch_device.type == "cpu" and dtype == "float16":
-        raise ValueError("float16 is for GPUs; use --dtype float32 or bfloat16 on the CPU")
+        raise UserInputError("float16 is for GPUs; use --dtype float32 or bfloat16 on the CPU")
     pipeline = load_pipeline(checkpoint, pretrained, use_ema=use_ema)
     return pipeline.to(torch_device, DTYPES[dtype]), resolve_sampling(pipeline.sampling, **sampling)
 
 
 def _check_file(path: str) -> None:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"source audio {path} not found (give a WAV/FLAC/OGG file path)")
+        raise MissingInputError(f"source audio {path} not found (give a WAV/FLAC/OGG file path)")
 
 
 def write_outputs(output, output_dir: str, name: str, record: dict) -> dict:

@@ -101,9 +101,12 @@ def mel_filterbank(
 
 
 def peak_normalize(waveform: torch.Tensor, peak: float = 0.95, eps: float = 1e-8) -> torch.Tensor:
-    """Scale each clip (last axis) so its absolute peak is ``peak``; silent clips stay silent."""
+    """Scale each clip (last axis) so its absolute peak is ``peak``; silent clips stay silent.
+
+    The operations are the released converter's, in its order and in the waveform's dtype:
+    ``audio / max(|audio|) * 0.95``."""
     top = waveform.abs().amax(dim=-1, keepdim=True)
-    return waveform * (peak / top.clamp_min(eps)) * (top > eps)
+    return waveform / top.clamp_min(eps) * peak * (top > eps)
 
 
 class LogMelSpectrogram(nn.Module):
@@ -121,6 +124,8 @@ class LogMelSpectrogram(nn.Module):
         basis = mel_filterbank(c.sample_rate, c.n_fft, c.n_mels, c.f_min, c.f_max, c.mel_scale, c.mel_norm)
         self.register_buffer("mel_basis", torch.from_numpy(basis), persistent=False)
         self.register_buffer("window", torch.hann_window(c.win_length, dtype=torch.float64), persistent=False)
+        # the released converter's window: torch.hann_window(win) built in float32 (not a float64 one rounded)
+        self.register_buffer("window32", torch.hann_window(c.win_length, periodic=True, dtype=torch.float32), persistent=False)
         # Mel filters are narrow (about 1% of the dense filterbank is non-zero), so each group of
         # `mel_group` consecutive filters is multiplied only with the FFT bins it covers: the same sums
         # as the dense product for a few percent of the work.
@@ -144,7 +149,7 @@ class LogMelSpectrogram(nn.Module):
             n_fft=c.n_fft,
             hop_length=c.hop_length,
             win_length=c.win_length,
-            window=self.window.to(x.dtype),
+            window=self.window32 if x.dtype == torch.float32 else self.window.to(x.dtype),
             center=False,
             return_complex=True,
         )

@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from lightning_auffusion.audio.io import save_wav
+from lightning_auffusion.paths import file_in
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +109,9 @@ class VocoderSamplesCallback(Callback):
         if self.save_dir is not None:
             out = Path(self.save_dir) / f"step_{step:08d}"
             for wave, caption in zip(audios, captions):
-                save_wav(out / f"{caption.replace(' ', '_').replace('/', '_')}.wav", wave, sr)
+                save_wav(file_in(out, caption, ".wav"), wave, sr)
             if images:
                 from PIL import Image
 
                 for image, caption in zip(images, image_captions):
-                    Image.fromarray(image).save(out / f"{caption.replace(' ', '_').replace('/', '_')}.png")
+                    Image.fromarray(image).save(file_in(out, caption, ".png"))

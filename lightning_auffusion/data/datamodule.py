@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from lightning_auffusion.data.pipeline import (
     DecodeClips,
+    ReadShards,
     SampleSplit,
     SeededShuffle,
     ShardsForRank,
@@ -49,10 +50,31 @@ from lightning_auffusion.data.pipeline import (
     log_and_skip,
     rank_worker_seed,
     sample_offsets,
+    set_stream_epoch,
     shard_counts,
 )
+from lightning_auffusion.errors import UserInputError
 
 log = logging.getLogger(__name__)
+
+
+class StreamLoader(DataLoader):
+    """The training DataLoader: counts the passes over its (endless, seeded) stream, starting at
+    ``first_epoch``, and sets each pass's stream epoch in the pipeline before the workers copy it (so
+    fresh workers, persistent ones and ``num_workers=0`` all draw the same sequence)."""
+
+    def __init__(self, dataset: wds.DataPipeline, first_epoch: int = 0, **kwargs) -> None:
+        super().__init__(dataset, **kwargs)
+        self.first_epoch, self.epochs_started = int(first_epoch), 0
+
+    @property
+    def next_epoch(self) -> int:
+        return self.first_epoch + self.epochs_started
+
+    def __iter__(self):
+        set_stream_epoch(self.dataset, self.next_epoch)
+        self.epochs_started += 1
+        return super().__iter__()
 
 
 class AudioShardDataModule(pl.LightningDataModule):
@@ -77,6 +99,7 @@ class AudioShardDataModule(pl.LightningDataModule):
         prefetch_factor: int = 2,
         rank: int | None = None,
         world_size: int | None = None,
+        max_consecutive_shard_failures: int = 32,
     ) -> None:
         """
         Args:
@@ -103,17 +126,19 @@ class AudioShardDataModule(pl.LightningDataModule):
             prefetch_factor: batches prefetched per worker.
             rank: this process's global rank; None = from the trainer, RANK or torch.distributed.
             world_size: number of ranks; None = from the trainer, WORLD_SIZE or torch.distributed.
+            max_consecutive_shard_failures: training shards in a row that may give no readable sample before
+                training stops with an error (bad shards among good ones are logged and skipped).
         """
         super().__init__()
         if eval_split not in ("sample", "shard"):
-            raise ValueError(f"eval_split must be 'sample' or 'shard', got {eval_split!r}")
+            raise UserInputError(f"eval_split must be 'sample' or 'shard', got {eval_split!r}")
         if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
-            raise ValueError("batch_size and val_batch_size must be positive")
+            raise UserInputError("batch_size and val_batch_size must be positive")
         for label, value in (("segment_seconds", segment_seconds), ("val_segment_seconds", val_segment_seconds)):
             if value is not None and value <= 0:
-                raise ValueError(f"{label} must be positive or None (whole clips), got {value}")
+                raise UserInputError(f"{label} must be positive or None (whole clips), got {value}")
         if batches_per_epoch is not None and batches_per_epoch < 1:
-            raise ValueError(f"batches_per_epoch must be positive, got {batches_per_epoch}")
+            raise UserInputError(f"batches_per_epoch must be positive, got {batches_per_epoch}")
         self.save_hyperparameters()
         self.train_shards, self.val_shards, self.test_shards = train_shards, val_shards, test_shards
         self.batch_size = batch_size
@@ -127,6 +152,11 @@ class AudioShardDataModule(pl.LightningDataModule):
         self.eval_split = eval_split
         self.pin_memory, self.persistent_workers, self.prefetch_factor = pin_memory, persistent_workers, prefetch_factor
         self.rank, self.world_size = rank, world_size
+        if max_consecutive_shard_failures < 1:
+            raise UserInputError(f"max_consecutive_shard_failures must be >= 1, got {max_consecutive_shard_failures}")
+        self.max_consecutive_shard_failures = max_consecutive_shard_failures
+        self.first_stream_epoch = 0  # restored from a checkpoint: a resumed run continues the stream
+        self._train_loader: StreamLoader | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
     def rank_and_world(self) -> tuple[int, int]:
@@ -143,7 +173,7 @@ class AudioShardDataModule(pl.LightningDataModule):
         else:
             rank, world = 0, 1
         if not 0 <= rank < world:
-            raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world}")
+            raise UserInputError(f"rank must be in [0, world_size), got rank={rank}, world_size={world}")
         return rank, world
 
     def _samples(self, seconds: float | None) -> int | None:
@@ -152,31 +182,33 @@ class AudioShardDataModule(pl.LightningDataModule):
     def _urls(self, split: str) -> list[str]:
         spec = getattr(self, f"{split}_shards")
         if spec is None:
-            raise ValueError(
+            raise UserInputError(
                 f"{split}_shards is not set: point it at shards written by `python -m lightning_auffusion shard` "
                 "(e.g. data_shards/<name>/index.json or data_shards/<name>/<name>-{000000..000009}.tar)"
             )
         return expand_shards(spec)
 
-    def _loader(self, dataset: wds.DataPipeline) -> DataLoader:
+    def _loader_kwargs(self) -> dict:
         workers = self.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=None,
-            num_workers=workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers and workers > 0,
-            prefetch_factor=self.prefetch_factor if workers > 0 else None,
-        )
+        return {
+            "batch_size": None,
+            "num_workers": workers,
+            "pin_memory": self.pin_memory and torch.cuda.is_available(),
+            "persistent_workers": self.persistent_workers and workers > 0,
+            "prefetch_factor": self.prefetch_factor if workers > 0 else None,
+        }
+
+    def _loader(self, dataset: wds.DataPipeline) -> DataLoader:
+        return DataLoader(dataset, **self._loader_kwargs())
 
     def train_batches(self, urls: list[str], world_size: int) -> int:
         counts = shard_counts(urls)
         if counts is not None and sum(counts) == 0:
-            raise ValueError(f"the training shards hold no clips ({len(urls)} empty shard(s)); see their rejects.jsonl")
+            raise UserInputError(f"the training shards hold no clips ({len(urls)} empty shard(s)); see their rejects.jsonl")
         if self.batches_per_epoch is not None:
             return self.batches_per_epoch
         if counts is None:
-            raise ValueError(
+            raise UserInputError(
                 "batches_per_epoch is not set and the clip count of the training shards is unknown (no index.json "
                 "beside them): set data.init_args.batches_per_epoch"
             )
@@ -194,7 +226,7 @@ class AudioShardDataModule(pl.LightningDataModule):
                 worker_seed=partial(rank_worker_seed, rank),
                 deterministic=self.seed is not None,
             ),
-            wds.tarfile_to_samples(handler=log_and_skip),
+            ReadShards(self.max_consecutive_shard_failures),
             SeededShuffle(self.shuffle_buffer, self.shuffle_initial, self.seed, rank),
             DecodeClips(self._samples(self.segment_seconds), self.sample_rate, True, self.seed, rank),
             wds.batched(self.batch_size, collation_fn=collate_clips, partial=False),
@@ -232,7 +264,17 @@ class AudioShardDataModule(pl.LightningDataModule):
             self._urls("train")  # raises with the fix
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_pipeline())
+        self._train_loader = StreamLoader(self.train_pipeline(), self.first_stream_epoch, **self._loader_kwargs())
+        return self._train_loader
+
+    def state_dict(self) -> dict[str, int]:
+        """The training stream's position: the next unused stream epoch (saved in Lightning checkpoints)."""
+        loader = self._train_loader
+        return {"stream_epoch": loader.next_epoch if loader is not None else self.first_stream_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Resume the stream after the epochs the checkpointed run had begun, not from epoch 0 again."""
+        self.first_stream_epoch = int(state_dict.get("stream_epoch", 0))
 
     def val_dataloader(self) -> DataLoader | list:
         return [] if self.val_shards is None else self._loader(self.eval_pipeline("val"))

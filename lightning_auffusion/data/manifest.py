@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_auffusion.audio.io import AUDIO_EXTENSIONS
+from lightning_auffusion.errors import MissingInputError, UserInputError
 
 
 @dataclass
@@ -51,9 +52,9 @@ class ManifestConfig:
 
     def __post_init__(self) -> None:
         if self.format not in ("auto", "csv", "tsv", "jsonl", "json"):
-            raise ValueError(f"manifest format must be auto, csv, tsv, jsonl or json, got {self.format!r}")
+            raise UserInputError(f"manifest format must be auto, csv, tsv, jsonl or json, got {self.format!r}")
         if not self.caption_columns:
-            raise ValueError("caption_columns must name at least one column")
+            raise UserInputError("caption_columns must name at least one column")
 
 
 @dataclass
@@ -92,7 +93,7 @@ def detect_format(path: str | os.PathLike, config: ManifestConfig) -> str:
     suffix = Path(path).suffix.lower()
     formats = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json"}
     if suffix not in formats:
-        raise ValueError(
+        raise UserInputError(
             f"{path}: cannot tell the manifest format from the extension {suffix!r}; "
             "use .csv/.tsv/.jsonl/.json or set the manifest format explicitly (csv, tsv, jsonl, json)"
         )
@@ -104,14 +105,14 @@ def read_rows(path: str | os.PathLike, config: ManifestConfig) -> tuple[list[tup
     fmt = detect_format(path, config)
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} not found: pass the CSV/JSONL file that lists the clips and captions")
+        raise MissingInputError(f"manifest {path} not found: pass the CSV/JSONL file that lists the clips and captions")
     rows: list[tuple[int, dict[str, Any]]] = []
     bad: list[dict] = []
     with open(path, encoding=config.encoding, newline="" if fmt in ("csv", "tsv") else None) as fh:
         if fmt in ("csv", "tsv"):
             reader = csv.DictReader(fh, delimiter="\t" if fmt == "tsv" else ",")
             if reader.fieldnames is None:
-                raise ValueError(f"manifest {path} is empty: it needs a header row and one row per caption/clip")
+                raise UserInputError(f"manifest {path} is empty: it needs a header row and one row per caption/clip")
             reader.fieldnames = [name.strip() for name in reader.fieldnames]
             for row in reader:
                 extra = row.pop(None, None)  # more cells than header names
@@ -137,7 +138,7 @@ def read_rows(path: str | os.PathLike, config: ManifestConfig) -> tuple[list[tup
             if isinstance(data, dict) and isinstance(data.get("data"), list):
                 data = data["data"]
             if not isinstance(data, list):
-                raise ValueError(f"manifest {path}: expected a JSON list of objects or {{\"data\": [...]}}")
+                raise UserInputError(f"manifest {path}: expected a JSON list of objects or {{\"data\": [...]}}")
             for number, obj in enumerate(data, start=1):
                 if isinstance(obj, dict):
                     rows.append((number, obj))

@@ -23,6 +23,8 @@ import soundfile as sf
 import torch
 import webdataset as wds
 
+from lightning_auffusion.errors import MissingInputError, UserInputError
+
 log = logging.getLogger(__name__)
 
 ShardSpec = str | Sequence[str]
@@ -33,9 +35,15 @@ def _is_remote(url: str) -> bool:
 
 
 def _index_urls(path: Path) -> list[str]:
-    index = json.loads(path.read_text(encoding="utf-8"))
-    if "shards" not in index:
-        raise ValueError(f"{path} is not an index.json written by `lightning_auffusion shard` (no 'shards' list)")
+    if not path.is_file():
+        hint = f" (is {path.parent.name!r} a dataset name? `python -m lightning_auffusion shard --name {path.parent.name} ...` writes it)" if path.name == "index.json" else ""
+        raise MissingInputError(f"shard index {path} not found{hint}")
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise UserInputError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}); rewrite it with `shard`") from None
+    if not isinstance(index, dict) or "shards" not in index:
+        raise UserInputError(f"{path} is not an index.json written by `lightning_auffusion shard` (no 'shards' list)")
     return [str(path.parent / s["file"]) for s in sorted(index["shards"], key=lambda s: s["shard"]) if s["count"] > 0]
 
 
@@ -53,7 +61,7 @@ def expand_shards(spec: ShardSpec) -> list[str]:
             elif any(ch in url for ch in "*?["):
                 matches = sorted(glob.glob(url))
                 if not matches:
-                    raise FileNotFoundError(
+                    raise MissingInputError(
                         f"shard pattern {url!r} matches no file; write shards with `python -m lightning_auffusion shard`"
                     )
                 urls.extend(matches)
@@ -64,9 +72,9 @@ def expand_shards(spec: ShardSpec) -> list[str]:
     missing = [u for u in urls if not _is_remote(u) and not Path(u).is_file()]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise FileNotFoundError(f"shard file(s) not found: {shown} (from {spec!r})")
+        raise MissingInputError(f"shard file(s) not found: {shown} (from {spec!r})")
     if not urls:
-        raise ValueError(f"no shards in {spec!r}")
+        raise UserInputError(f"no shards in {spec!r}")
     return urls
 
 
@@ -101,6 +109,42 @@ def log_and_skip(exn: Exception) -> bool:
         _reported.add(signature)
     log.log(level, "skipping unreadable shard data: %s", text)
     return True
+
+
+class ReadShards(wds.utils.PipelineStage):
+    """``wds.tarfile_to_samples`` for an endless (resampled) shard stream, with a bound on failures in a row.
+
+    A shard that yields no sample (unreadable, or every member broken) is logged and skipped, as before;
+    ``max_consecutive_failures`` of them in a row end the stream with an error instead of looping forever
+    when every shard is unreadable.
+    """
+
+    def __init__(self, max_consecutive_failures: int = 32, handler: Callable[[Exception], bool] = log_and_skip) -> None:
+        if max_consecutive_failures < 1:
+            raise UserInputError(f"max_consecutive_failures must be >= 1, got {max_consecutive_failures}")
+        self.max_consecutive_failures, self.handler = max_consecutive_failures, handler
+
+    def run(self, src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        failures = 0
+        for shard in src:
+            produced = False
+            for sample in wds.tarfile_to_samples(handler=self.handler)(iter([shard])):
+                produced = True
+                yield sample
+            failures = 0 if produced else failures + 1
+            if failures >= self.max_consecutive_failures:
+                raise UserInputError(
+                    f"{failures} training shards in a row gave no readable sample (the last: {shard.get('url')}); "
+                    "the shards look unreadable: check them (see the warnings above) or write them again with "
+                    "`python -m lightning_auffusion shard`"
+                )
+
+
+def set_stream_epoch(pipeline: wds.DataPipeline, epoch: int) -> None:
+    """Make the next pass over ``pipeline`` use stream epoch ``epoch`` (shard draws, shuffle, crops, captions)."""
+    for stage in pipeline.pipeline:
+        if isinstance(stage, (wds.ResampledShards, DecodeClips, SeededShuffle)):
+            stage.epoch = epoch - 1  # each stage counts one up when a pass begins
 
 
 def _worker_id() -> tuple[int, int]:

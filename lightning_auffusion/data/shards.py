@@ -16,6 +16,7 @@ unreadable, empty, NaN, silent, too short and caption-less clips are rejected wi
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import dataclasses
 import hashlib
 import io
@@ -24,6 +25,8 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ from tqdm import tqdm
 
 from lightning_auffusion.audio.io import AUDIO_EXTENSIONS, AudioLoadError, audio_info, load_audio
 from lightning_auffusion.data.manifest import ClipEntry, ManifestConfig, list_audio_files, read_manifest
+from lightning_auffusion.errors import MissingInputError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,8 @@ def assign_keys(entries: list[ClipEntry]) -> list[str]:
 def prepare_clip(entry: ClipEntry, settings: ClipSettings) -> tuple[bytes, dict[str, Any]]:
     """Load, check and encode one clip: FLAC bytes and its JSON record. Raises ``ClipRejected``."""
     path = entry.source if os.path.isabs(entry.source) else os.path.join(settings.audio_dir, entry.source)
+    if os.path.isdir(path):
+        raise ClipRejected("a folder, not an audio file")
     if not os.path.isfile(path):
         raise ClipRejected("file not found")
 
@@ -161,9 +167,26 @@ def write_shard(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _worker_init() -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process end when ``parent_pid`` does (kill -9 included): Linux's parent-death signal,
+    and an exit right away if the parent is already gone. Elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError) as err:  # no libc prctl: workers may outlive a killed parent
+            log.debug("prctl(PR_SET_PDEATHSIG) unavailable: %s", err)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _worker_init(parent_pid: int) -> None:
     import torch
 
+    die_with_parent(parent_pid)
     torch.set_num_threads(1)  # one process per core already
 
 
@@ -259,16 +282,16 @@ def shard(
         The index (also written to ``<out_root>/<name>/index.json``).
     """
     if not name or re.search(r"[/\\]", name) or name in (".", ".."):
-        raise ValueError(f"name must be a plain folder name (no slashes), got {name!r}")
+        raise UserInputError(f"name must be a plain folder name (no slashes), got {name!r}")
     if not Path(audio_dir).is_dir():
-        raise FileNotFoundError(f"audio_dir {audio_dir} is not a folder: pass the folder holding the audio files")
+        raise MissingInputError(f"audio_dir {audio_dir} is not a folder: pass the folder holding the audio files")
     if clips_per_shard < 1 or sample_rate <= 0 or max_seconds <= 0 or min_seconds < 0 or min_seconds > max_seconds:
-        raise ValueError(
+        raise UserInputError(
             "need clips_per_shard >= 1, sample_rate > 0 and 0 <= min_seconds <= max_seconds, got "
             f"clips_per_shard={clips_per_shard}, sample_rate={sample_rate}, min_seconds={min_seconds}, max_seconds={max_seconds}"
         )
     if flac_subtype not in ("PCM_16", "PCM_24"):
-        raise ValueError(f"flac_subtype must be PCM_16 or PCM_24, got {flac_subtype!r}")
+        raise UserInputError(f"flac_subtype must be PCM_16 or PCM_24, got {flac_subtype!r}")
     columns = columns or ManifestConfig()
     out_dir = Path(out_root) / name
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -304,7 +327,7 @@ def shard(
         old = json.loads(index_path.read_text(encoding="utf-8"))
         if old.get("plan_digest") != digest:
             if not overwrite:
-                raise ValueError(
+                raise UserInputError(
                     f"{out_dir} holds shards made from another manifest or other settings; pass overwrite=True "
                     "(--overwrite true) to rebuild them, or choose another --name"
                 )
@@ -363,7 +386,8 @@ def shard(
             bar.update(len(task["entries"]))
     else:
         context = multiprocessing.get_context("spawn")  # torch is not fork-safe once initialised
-        with cf.ProcessPoolExecutor(min(n_workers, len(tasks)), mp_context=context, initializer=_worker_init) as pool:
+        with cf.ProcessPoolExecutor(min(n_workers, len(tasks)), mp_context=context, initializer=_worker_init,
+                                    initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(write_shard, task): task for task in tasks}
             for future in cf.as_completed(futures):
                 task = futures[future]

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from lightning_auffusion.audio.mel import LogMelSpectrogram, MelConfig, peak_normalize
 from lightning_auffusion.data.pipeline import expand_shards, iterate_shard_samples
+from lightning_auffusion.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def compute_stats(urls: list[str], mel: MelConfig | None = None, peak_normalize:
     finally:
         torch.set_num_threads(threads)
     if moments.count == 0:
-        raise ValueError(f"no audio frames found in {len(urls)} shard(s): are they empty? see their rejects.jsonl")
+        raise UserInputError(f"no audio frames found in {len(urls)} shard(s): are they empty? see their rejects.jsonl")
     overall_mean, overall_std = moments.overall()
     return {
         "mel_mean": overall_mean,
@@ -162,11 +163,11 @@ def stats(
         The statistics written to ``output``.
     """
     if name is None and shards is None:
-        raise ValueError("give --name (a folder under out_root written by `shard`) or --shards")
+        raise UserInputError("give --name (a folder under out_root written by `shard`) or --shards")
     spec = shards if shards is not None else str(Path(out_root) / name / "index.json")
     if output is None:
         if name is None:
-            raise ValueError("with --shards, also give --output (the stats.json path) or --name")
+            raise UserInputError("with --shards, also give --output (the stats.json path) or --name")
         output = str(Path(out_root) / name / "stats.json")
     urls = expand_shards(spec)
     result = compute_stats(urls, mel, peak_normalize, segment_seconds, max_clips, workers, progress)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from lightning_auffusion.diffusion.encoders import KINDS, build_text_encoder, build_tokenizer, hidden_size
+from lightning_auffusion.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +60,18 @@ class EncoderSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"encoder {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+            raise UserInputError(f"encoder {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.pretrained is None and self.config is None and self.kind != "minilm":
-            raise ValueError(
+            raise UserInputError(
                 f"encoder {self.name!r}: give 'pretrained' (hub id or local directory) or 'config' "
                 "(transformers config kwargs for random weights)"
             )
         if self.max_length < 1:
-            raise ValueError(f"encoder {self.name!r}: max_length must be >= 1, got {self.max_length}")
+            raise UserInputError(f"encoder {self.name!r}: max_length must be >= 1, got {self.max_length}")
         if not 0.0 <= self.dropout <= 1.0:
-            raise ValueError(f"encoder {self.name!r}: dropout must be in [0, 1], got {self.dropout}")
+            raise UserInputError(f"encoder {self.name!r}: dropout must be in [0, 1], got {self.dropout}")
         if self.padding not in PADDING_MODES:
-            raise ValueError(f"encoder {self.name!r}: padding must be one of {PADDING_MODES}, got {self.padding!r}")
+            raise UserInputError(f"encoder {self.name!r}: padding must be one of {PADDING_MODES}, got {self.padding!r}")
 
 
 def as_spec(value: EncoderSpec | dict) -> EncoderSpec:
@@ -124,10 +125,10 @@ class TextConditioner(nn.Module):
         super().__init__()
         specs = [as_spec(e) for e in encoders]
         if not specs:
-            raise ValueError("the conditioning needs at least one text encoder")
+            raise UserInputError("the conditioning needs at least one text encoder")
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
-            raise ValueError(f"encoder names must be unique, got {names}")
+            raise UserInputError(f"encoder names must be unique, got {names}")
         self.specs = specs
         self.cross_attention_dim = int(cross_attention_dim)
         self.cache_embeddings = cache_embeddings
@@ -137,6 +138,7 @@ class TextConditioner(nn.Module):
         self.adapters = nn.ModuleList(ConditionAdapter(d, self.cross_attention_dim) for d in self.condition_dims)
         self.register_buffer("drop_rates", torch.tensor([s.dropout for s in specs], dtype=torch.float32), persistent=False)
         self._cache: list[dict[str, torch.Tensor]] = [{} for _ in specs]
+        self._truncation_reported: set[int] = set()
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -170,7 +172,25 @@ class TextConditioner(nn.Module):
         tokens = self.tokenizers[index](
             list(captions), padding=padding, truncation=True, max_length=spec.max_length, return_tensors="pt"
         )
+        if index not in self._truncation_reported:
+            self._report_truncation(index, captions, tokens["attention_mask"])
         return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+
+    def _report_truncation(self, index: int, captions: list[str], mask: torch.Tensor) -> None:
+        """Warn (once per encoder) when a caption had more tokens than ``max_length`` and was cut."""
+        spec = self.specs[index]
+        full = [c for c, n in zip(captions, mask.sum(dim=1).tolist()) if n >= spec.max_length]  # maybe cut
+        if not full:
+            return
+        lengths = [len(ids) for ids in self.tokenizers[index](full, truncation=False)["input_ids"]]
+        cut = [n for n in lengths if n > spec.max_length]
+        if cut:
+            self._truncation_reported.add(index)
+            log.warning(
+                "encoder %r: %d of %d prompts are longer than max_length %d tokens (up to %d) and were cut to %d; "
+                "raise max_length or shorten them (further cuts are not reported)",
+                spec.name, len(cut), len(captions), spec.max_length, max(cut), spec.max_length,
+            )
 
     @torch.no_grad()
     def _run_encoder(self, index: int, captions: list[str]) -> list[torch.Tensor]:
@@ -217,7 +237,7 @@ class TextConditioner(nn.Module):
             raise TypeError("captions must be a list of strings, got a single string")
         batch = len(captions)
         if drop_mask is not None and tuple(drop_mask.shape) != (batch, self.num_encoders):
-            raise ValueError(f"drop_mask must have shape ({batch}, {self.num_encoders}), got {tuple(drop_mask.shape)}")
+            raise UserInputError(f"drop_mask must have shape ({batch}, {self.num_encoders}), got {tuple(drop_mask.shape)}")
         slots = []
         for index, adapter in enumerate(self.adapters):
             hidden = self.encode_hidden(index, captions)

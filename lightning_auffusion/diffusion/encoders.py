@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from lightning_auffusion.errors import MissingInputError, UserInputError
+
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_auffusion.diffusion.conditioning import EncoderSpec
 
@@ -91,7 +93,7 @@ def build_text_encoder(spec: EncoderSpec) -> nn.Module:
     if pretrained is not None:
         kwargs = {"subfolder": spec.subfolder} if spec.subfolder else {}
         if _looks_like_path(pretrained) and not os.path.exists(pretrained):
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"text encoder {spec.name!r}: no directory {pretrained!r}; pass a hub id or a local directory "
                 "holding the transformers model (config.json + weights)"
             )
@@ -105,7 +107,7 @@ def build_text_encoder(spec: EncoderSpec) -> nn.Module:
         if spec.kind == "auto":
             model_type = config_kwargs.pop("model_type", None)
             if model_type is None:
-                raise ValueError(f"text encoder {spec.name!r}: kind 'auto' with a config needs 'model_type' in it")
+                raise UserInputError(f"text encoder {spec.name!r}: kind 'auto' with a config needs 'model_type' in it")
             config = config_cls.for_model(model_type, **config_kwargs)
             model = model_cls.from_config(config)
         else:
@@ -123,12 +125,12 @@ def build_tokenizer(spec: EncoderSpec) -> Any:
     source = spec.tokenizer or resolve_pretrained(spec)
     subfolder = spec.tokenizer_subfolder if spec.tokenizer else (spec.tokenizer_subfolder or spec.subfolder)
     if source is None:
-        raise ValueError(
+        raise UserInputError(
             f"text encoder {spec.name!r} is built from a config, so it needs 'tokenizer' "
             "(a hub id or a local tokenizer directory)"
         )
     if _looks_like_path(source) and not os.path.exists(source):
-        raise FileNotFoundError(f"text encoder {spec.name!r}: no tokenizer directory {source!r}")
+        raise MissingInputError(f"text encoder {spec.name!r}: no tokenizer directory {source!r}")
     kwargs = {"subfolder": subfolder} if subfolder else {}
     try:
         return AutoTokenizer.from_pretrained(source, **kwargs)
@@ -146,4 +148,4 @@ def hidden_size(model: nn.Module) -> int:
     text_config = getattr(config, "text_config", None)
     if text_config is not None:
         return int(text_config.hidden_size)
-    raise ValueError(f"cannot tell the hidden size of {type(model).__name__} from its config")
+    raise UserInputError(f"cannot tell the hidden size of {type(model).__name__} from its config")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from lightning_auffusion.errors import UserInputError
+
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -24,7 +26,7 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for but CUDA is not available; use --device cpu or auto")
+        raise UserInputError(f"device {device!r} asked for but CUDA is not available; use --device cpu or auto")
     return resolved
 
 
@@ -38,16 +40,14 @@ def load_pipeline(
     from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
 
     if (checkpoint is None) == (pretrained is None):
-        raise ValueError("give exactly one of --checkpoint (an AuffusionLDM .ckpt) or --pretrained (a released layout or hub id)")
+        raise UserInputError("give exactly one of --checkpoint (an AuffusionLDM .ckpt) or --pretrained (a released layout or hub id)")
     if pretrained is not None:
         from lightning_auffusion.diffusion.interop import load_released
 
         return load_released(pretrained, vocoder=vocoder)
-    from lightning_auffusion.diffusion.module import AuffusionLDM
+    from lightning_auffusion.diffusion.module import load_ldm_checkpoint
 
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} not found (a .ckpt written by `fit` with an LDM config)")
-    module = AuffusionLDM.load_from_checkpoint(checkpoint, map_location="cpu")
+    module = load_ldm_checkpoint(checkpoint, map_location="cpu")
     if vocoder is not None:
         from lightning_auffusion.vocoder.checkpoint import load_vocoder
 
@@ -106,18 +106,17 @@ def generate(
     """
     from lightning_auffusion.callbacks.audio_writer import write_generation
     from lightning_auffusion.diffusion.prompts import collect_prompts
-    from lightning_auffusion.diffusion.sampling import SCHEDULERS
+    from lightning_auffusion.diffusion.sampling import SCHEDULERS, resolve_sampling
     from lightning_auffusion.diffusion.sampling import generate as sample
-    from lightning_auffusion.diffusion.sampling import resolve_sampling
 
     if scheduler is not None and scheduler not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
+        raise UserInputError(f"unknown scheduler {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
     if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+        raise UserInputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     all_prompts = collect_prompts(prompts, prompt_file)
     torch_device = resolve_device(device)
     if torch_device.type == "cpu" and dtype == "float16":
-        raise ValueError("float16 is for GPUs; use --dtype float32 or bfloat16 on the CPU")
+        raise UserInputError("float16 is for GPUs; use --dtype float32 or bfloat16 on the CPU")
     pipeline = load_pipeline(checkpoint, pretrained, use_ema=use_ema, vocoder=vocoder)
     pipeline.to(torch_device, DTYPES[dtype])
     settings = resolve_sampling(pipeline.sampling, num_inference_steps=num_inference_steps,

@@ -48,6 +48,8 @@ from lightning_auffusion.diffusion.pipeline import (
     frontend_kwargs,
     frontend_settings,
 )
+from lightning_auffusion.errors import MissingInputError, UserInputError
+from lightning_auffusion.safe_load import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +67,13 @@ def resolve_layout(path_or_hub_id: str | os.PathLike) -> Path:
         return local
     text = str(path_or_hub_id)
     if text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise FileNotFoundError(f"{text!r} is neither a local directory nor a hub id (owner/name) of an Auffusion layout")
+        raise MissingInputError(f"{text!r} is neither a local directory nor a hub id (owner/name) of an Auffusion layout")
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(text))
     except Exception as err:  # offline, unknown repo, no access
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"could not fetch {text!r} from the Hugging Face hub ({type(err).__name__}: {err}); "
             "go online once or download the repository and pass its local directory"
         ) from None
@@ -79,7 +81,7 @@ def resolve_layout(path_or_hub_id: str | os.PathLike) -> Path:
 
 def _read_json(path: Path) -> Any:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found (expected in an Auffusion layout; see lightning_auffusion.diffusion.interop)")
+        raise MissingInputError(f"{path} not found (expected in an Auffusion layout; see lightning_auffusion.diffusion.interop)")
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 
@@ -103,7 +105,7 @@ def read_condition_config(root: str | os.PathLike) -> list[dict[str, Any]]:
     raw = _read_json(root / CONDITION_CONFIG)
     items = raw.get("text_encoder_list") if isinstance(raw, dict) else raw
     if not isinstance(items, list) or not items:
-        raise ValueError(f"{root / CONDITION_CONFIG}: expected a non-empty list of encoders (or {{'text_encoder_list': [...]}})")
+        raise UserInputError(f"{root / CONDITION_CONFIG}: expected a non-empty list of encoders (or {{'text_encoder_list': [...]}})")
     entries = []
     for i, item in enumerate(items):
         encoder_dir = item.get("text_encoder_name") or item.get("text_encoder_path") or f"text_encoder_{i}"
@@ -154,21 +156,21 @@ def load_adapter(adapter: nn.Module, folder: str | os.PathLike) -> nn.Module:
     out_dim = config.get("cross_attention_dim", config.get("output_dim"))
     linear = next(m for m in adapter.modules() if isinstance(m, nn.Linear))
     if (in_dim, out_dim) != (linear.in_features, linear.out_features):
-        raise ValueError(
+        raise UserInputError(
             f"{folder}: adapter maps {in_dim} -> {out_dim} but the model's adapter maps "
             f"{linear.in_features} -> {linear.out_features}; the text encoder or the U-Net's cross_attention_dim differ"
         )
     weights = folder / ADAPTER_WEIGHTS
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found (the adapter's weights belong there)")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
+        raise MissingInputError(f"{weights} not found (the adapter's weights belong there)")
+    state = load_weights(weights, "condition adapter weights")
     norm = next(m for m in adapter.modules() if isinstance(m, nn.LayerNorm))
     for prefix, module in (("proj.", linear), ("norm.", norm)):
         part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         module.load_state_dict(part, strict=True)
     unexpected = [k for k in state if not k.startswith(("proj.", "norm."))]
     if unexpected:
-        raise ValueError(f"{weights}: unexpected keys {unexpected} (expected proj.* and norm.*)")
+        raise UserInputError(f"{weights}: unexpected keys {unexpected} (expected proj.* and norm.*)")
     return adapter
 
 
@@ -212,7 +214,7 @@ def load_released(
     root = resolve_layout(path_or_hub_id)
     for part in ("unet", "vae", "scheduler"):
         if not (root / part).is_dir():
-            raise FileNotFoundError(f"{root} is not an Auffusion layout: no {part}/ folder")
+            raise MissingInputError(f"{root} is not an Auffusion layout: no {part}/ folder")
     unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
     vae = AutoencoderKL.from_pretrained(root, subfolder="vae")
     scheduler = PNDMScheduler.from_pretrained(root, subfolder="scheduler")
@@ -285,7 +287,7 @@ def ldm_from_sd15(path: str | os.PathLike, identity_adapter: bool = False, **mod
     root = resolve_layout(path)
     for part in ("unet", "vae", "text_encoder", "tokenizer"):
         if not (root / part).is_dir():
-            raise FileNotFoundError(f"{root} is not a Stable Diffusion layout: no {part}/ folder")
+            raise MissingInputError(f"{root} is not a Stable Diffusion layout: no {part}/ folder")
     dropout = module_kwargs.pop("encoder_dropout", 0.1)
     options: dict[str, Any] = {
         "unet": str(root),
@@ -300,7 +302,7 @@ def ldm_from_sd15(path: str | os.PathLike, identity_adapter: bool = False, **mod
     if identity_adapter:
         proj = module.conditioner.adapters[0].proj
         if proj.in_features != proj.out_features:
-            raise ValueError(f"identity_adapter needs equal widths, the adapter maps {proj.in_features} -> {proj.out_features}")
+            raise UserInputError(f"identity_adapter needs equal widths, the adapter maps {proj.in_features} -> {proj.out_features}")
         with torch.no_grad():
             proj.weight.copy_(torch.eye(proj.in_features))
             proj.bias.zero_()
@@ -400,13 +402,11 @@ def export(
         dtype: weights precision of the saved models: float32, float16 or bfloat16.
         vocoder: a vocoder to ship (``load_vocoder`` source) when the run had none or to replace it.
     """
-    from lightning_auffusion.diffusion.module import AuffusionLDM
+    from lightning_auffusion.diffusion.module import load_ldm_checkpoint
 
     if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(f"checkpoint {checkpoint} not found (a .ckpt written by `fit` with an LDM config)")
-    module = AuffusionLDM.load_from_checkpoint(checkpoint, map_location="cpu")
+        raise UserInputError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    module = load_ldm_checkpoint(checkpoint, map_location="cpu")
     if vocoder is not None:
         from lightning_auffusion.vocoder.checkpoint import load_vocoder
 

@@ -33,6 +33,7 @@ from lightning_auffusion.diffusion.unet_factory import (
     build_vae,
     prepare_unet,
 )
+from lightning_auffusion.errors import MissingInputError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class AuffusionLDM(LightningModule):
         image = _dataclass_or(image, ImageConfig)
         ema_config = _dataclass_or(ema_config, EMAConfig) or EMAConfig()
         if lr_scheduler_interval not in ("step", "epoch"):
-            raise ValueError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
+            raise UserInputError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         # plain containers in the saved hyper-parameters (readable hparams.yaml, loadable checkpoints)
         self.hparams["encoders"] = [asdict(s) for s in specs]
@@ -250,7 +251,7 @@ class AuffusionLDM(LightningModule):
         elif self.noise_scheduler.config.prediction_type == "epsilon":
             target = noise
         else:
-            raise ValueError(f"training supports epsilon or v_prediction, not {self.noise_scheduler.config.prediction_type!r}")
+            raise UserInputError(f"training supports epsilon or v_prediction, not {self.noise_scheduler.config.prediction_type!r}")
         if self.hparams.channels_last:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         noisy = with_frame_positions(noisy, self.hparams.frame_position_channels)
@@ -352,3 +353,22 @@ class AuffusionLDM(LightningModule):
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.lr_scheduler_interval}}
+
+
+def load_ldm_checkpoint(checkpoint: str, map_location: Any = "cpu") -> AuffusionLDM:
+    """An ``AuffusionLDM`` from a Lightning ``.ckpt``, read with ``weights_only=True`` (never unpickled in full)."""
+    import pickle
+    from pathlib import Path
+
+    from lightning_auffusion.errors import UnsafeCheckpointError
+    from lightning_auffusion.safe_load import convert_hint
+
+    if not Path(checkpoint).is_file():
+        raise MissingInputError(f"checkpoint {checkpoint} not found (a .ckpt written by `fit` with an LDM config)")
+    try:
+        return AuffusionLDM.load_from_checkpoint(checkpoint, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise UnsafeCheckpointError(
+            f"refused to load checkpoint {checkpoint}: it holds objects beyond tensors and plain types and "
+            f"unpickling it could run code; {convert_hint(checkpoint)}"
+        ) from None

@@ -18,6 +18,8 @@ from typing import Any
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from lightning_auffusion.errors import MissingInputError, UserInputError
+
 log = logging.getLogger(__name__)
 
 PROMPT_FIELDS = ("prompt", "caption", "text")
@@ -33,7 +35,7 @@ def _prompt_from_value(value: Any, where: str) -> str:
         captions = value.get("captions")
         if isinstance(captions, list) and captions and isinstance(captions[0], str):
             return captions[0]
-    raise ValueError(
+    raise UserInputError(
         f"{where}: expected a string or an object with one of {list(PROMPT_FIELDS)} (or 'captions'), got {value!r}"
     )
 
@@ -42,7 +44,7 @@ def read_prompts(path: str | Path) -> list[str]:
     """The prompts of a ``.txt``, ``.jsonl`` or ``.json`` file, in file order (see the module docstring)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"prompt file {path} not found")
+        raise MissingInputError(f"prompt file {path} not found")
     text = path.read_text(encoding="utf-8")
     prompts: list[str] = []
     if path.suffix.lower() == ".jsonl":
@@ -52,24 +54,24 @@ def read_prompts(path: str | Path) -> list[str]:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+                raise UserInputError(f"{path}:{number}: not valid JSON ({err.msg})") from None
             prompts.append(_prompt_from_value(value, f"{path}:{number}"))
     elif path.suffix.lower() == ".json":
         try:
             values = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+            raise UserInputError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
         if not isinstance(values, list):
-            raise ValueError(f"{path}: a .json prompt file must hold a list of prompts")
+            raise UserInputError(f"{path}: a .json prompt file must hold a list of prompts")
         prompts = [_prompt_from_value(v, f"{path}[{i}]") for i, v in enumerate(values)]
     else:
         prompts = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     prompts = [p.strip() for p in prompts]
     empty = [i for i, p in enumerate(prompts) if not p]
     if empty:
-        raise ValueError(f"{path}: empty prompt(s) at entries {empty[:10]}")
+        raise UserInputError(f"{path}: empty prompt(s) at entries {empty[:10]}")
     if not prompts:
-        raise ValueError(f"{path}: no prompts in the file")
+        raise UserInputError(f"{path}: no prompts in the file")
     return prompts
 
 
@@ -77,11 +79,11 @@ def collect_prompts(prompts: list[str] | None = None, prompt_file: str | None = 
     """Prompts given inline, then those of ``prompt_file``; at least one is required."""
     collected = [p.strip() for p in (prompts or [])]
     if any(not p for p in collected):
-        raise ValueError("prompts must not be empty strings")
+        raise UserInputError("prompts must not be empty strings")
     if prompt_file:
         collected += read_prompts(prompt_file)
     if not collected:
-        raise ValueError("no prompts: pass --prompts '[\"a dog barks\"]' or --prompt_file prompts.txt")
+        raise UserInputError("no prompts: pass --prompts '[\"a dog barks\"]' or --prompt_file prompts.txt")
     return collected
 
 
@@ -118,7 +120,7 @@ class PromptDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
         self.save_hyperparameters()
         self.prompts = collect_prompts(prompts, prompt_file)
 

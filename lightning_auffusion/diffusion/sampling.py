@@ -23,6 +23,7 @@ import torch
 from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
 from lightning_auffusion.diffusion.positions import with_frame_positions
 from lightning_auffusion.diffusion.unet_factory import sd15_noise_config
+from lightning_auffusion.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def make_scheduler(name: str, train_scheduler_config: dict | None = None, **over
 
     key = name.lower().strip()
     if key not in SCHEDULER_SETTINGS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
+        raise UserInputError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
     class_name, settings = SCHEDULER_SETTINGS[key]
     config = dict(train_scheduler_config) if train_scheduler_config is not None else dict(SD15_NOISE_SCHEDULE)
     cls = getattr(diffusers, class_name)
@@ -106,7 +107,7 @@ def encode_audio(
     if waveform.dim() == 1:
         waveform = waveform.unsqueeze(0)
     if waveform.dim() != 2:
-        raise ValueError(f"encode_audio expects a waveform (batch, samples), got shape {tuple(waveform.shape)}")
+        raise UserInputError(f"encode_audio expects a waveform (batch, samples), got shape {tuple(waveform.shape)}")
     device = pipeline.device
     vae_dtype = next(pipeline.vae.parameters()).dtype
     image = pipeline.frontend(waveform.to(device=device, dtype=torch.float32))
@@ -181,16 +182,16 @@ def denoise(
     ``scheduler.step`` when it accepts them (``eta``, ``generator``).
     """
     if num_inference_steps < 1:
-        raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        raise UserInputError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
     use_guidance = float(guidance_scale) != 1.0
     if use_guidance and uncond is None:
-        raise ValueError("guidance_scale != 1 needs unconditional embeddings (uncond)")
+        raise UserInputError("guidance_scale != 1 needs unconditional embeddings (uncond)")
     device = pipeline.device
     unet_dtype = pipeline.dtype
     scheduler.set_timesteps(num_inference_steps, device=device)
     timesteps = scheduler.timesteps
     if not 0 <= start_step < len(timesteps):
-        raise ValueError(f"start_step must be in [0, {len(timesteps)}), got {start_step}")
+        raise UserInputError(f"start_step must be in [0, {len(timesteps)}), got {start_step}")
     if start_step and hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start_step)
     extra = _filter_kwargs(scheduler.step, dict(step_kwargs or {}))
@@ -232,7 +233,7 @@ def _seed_list(seed: int | Sequence[int], count: int) -> list[int]:
         return [seed + i for i in range(count)]
     seeds = [int(s) for s in seed]
     if len(seeds) != count:
-        raise ValueError(f"got {len(seeds)} seeds for {count} prompts; pass one seed per prompt or a single int")
+        raise UserInputError(f"got {len(seeds)} seeds for {count} prompts; pass one seed per prompt or a single int")
     return seeds
 
 
@@ -245,7 +246,7 @@ def _negative_list(negative_prompts: str | Sequence[str] | None, count: int) -> 
     if len(negatives) == 1:
         return negatives * count
     if len(negatives) != count:
-        raise ValueError(f"got {len(negatives)} negative prompts for {count} prompts; pass one, or one per prompt")
+        raise UserInputError(f"got {len(negatives)} negative prompts for {count} prompts; pass one, or one per prompt")
     return negatives
 
 
@@ -283,11 +284,11 @@ def generate(
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
-        raise ValueError("generate needs at least one prompt")
+        raise UserInputError("generate needs at least one prompt")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
     if duration_seconds <= 0:
-        raise ValueError(f"duration_seconds must be positive, got {duration_seconds}")
+        raise UserInputError(f"duration_seconds must be positive, got {duration_seconds}")
     settings = dict(
         num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale,
@@ -331,7 +332,7 @@ def _generate(
         if latents.dim() == 3:
             latents = latents.unsqueeze(0).expand(len(prompts), -1, -1, -1)
         if latents.shape[0] != len(prompts) or latents.shape[1] != latent_shape[0]:
-            raise ValueError(
+            raise UserInputError(
                 f"latents of shape {tuple(latents.shape)} do not fit {len(prompts)} prompts with "
                 f"{latent_shape[0]} latent channels"
             )

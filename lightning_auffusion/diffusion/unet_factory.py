@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from lightning_auffusion.errors import MissingInputError, UserInputError
+
 log = logging.getLogger(__name__)
 
 SD15_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -93,8 +95,25 @@ def _expand_preset(config: dict[str, Any], part: str) -> dict[str, Any]:
     if preset is None:
         return config
     if preset not in PRESETS:
-        raise ValueError(f"unknown {part} preset {preset!r}; known: {sorted(PRESETS)}")
+        raise UserInputError(f"unknown {part} preset {preset!r}; known: {sorted(PRESETS)}")
     return {**PRESETS[preset][part], **config}
+
+
+def checked_config(cls: type, config: dict[str, Any], part: str) -> dict[str, Any]:
+    """``config`` if every key is a constructor argument of diffusers class ``cls``; a mistyped key (which
+    diffusers would only warn about, training on with the default) is rejected by name."""
+    import difflib
+    import inspect
+
+    accepted = {name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "kwargs")}
+    accepted |= set(getattr(cls, "_deprecated_kwargs", None) or ())
+    unknown = [key for key in config if key not in accepted and not key.startswith("_")]  # _class_name etc.
+    if unknown:
+        hints = [f"{key!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, accepted, 1)) else "")
+                 for key in unknown]
+        listed = "" if all("did you mean" in h for h in hints) else f"; {cls.__name__} accepts {sorted(accepted)}"
+        raise UserInputError(f"unknown key(s) in the {part} config: {', '.join(hints)}{listed}")
+    return config
 
 
 def _is_local(source: str) -> bool:
@@ -108,12 +127,12 @@ def _from_source(cls: type, source: str, subfolder: str, part: str) -> nn.Module
             return cls.from_pretrained(source, subfolder=subfolder)
         if os.path.isfile(os.path.join(source, "config.json")):
             return cls.from_pretrained(source)
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{source!r} holds neither {subfolder}/config.json (a diffusers layout) nor config.json "
             f"(a {part} folder written by save_pretrained); point '{part}' at one of them"
         )
     if _is_local(source):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no {part} at {source!r}: give a diffusers layout directory (with {subfolder}/), the {part}'s own "
             "folder, a hub id such as stable-diffusion-v1-5/stable-diffusion-v1-5, or a config dict"
         )
@@ -131,7 +150,7 @@ def build_unet(source: str | dict[str, Any], subfolder: str = "unet") -> nn.Modu
     from diffusers import UNet2DConditionModel
 
     if isinstance(source, dict):
-        return UNet2DConditionModel.from_config(_expand_preset(source, "unet"))
+        return UNet2DConditionModel.from_config(checked_config(UNet2DConditionModel, _expand_preset(source, "unet"), "unet"))
     return _from_source(UNet2DConditionModel, str(source), subfolder, "unet")
 
 
@@ -139,10 +158,12 @@ def vae_from_lightning_checkpoint(path: str) -> nn.Module:
     """The ``AutoencoderKL`` trained by ``SpectrogramVAE`` in Lightning checkpoint ``path``."""
     from diffusers import AutoencoderKL
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    from lightning_auffusion.safe_load import load_weights
+
+    ckpt = load_weights(path, "VAE checkpoint")
     config = ckpt.get("vae_config")
     if config is None:
-        raise ValueError(
+        raise UserInputError(
             f"{path} is not a SpectrogramVAE checkpoint (no 'vae_config'); give the checkpoint written by "
             "`fit --config conf/vae/...yaml` or a diffusers VAE folder"
         )
@@ -157,11 +178,11 @@ def build_vae(source: str | dict[str, Any], subfolder: str = "vae") -> nn.Module
     from diffusers import AutoencoderKL
 
     if isinstance(source, dict):
-        return AutoencoderKL.from_config(_expand_preset(source, "vae"))
+        return AutoencoderKL.from_config(checked_config(AutoencoderKL, _expand_preset(source, "vae"), "vae"))
     source = os.path.expanduser(str(source))
     if source.endswith(".ckpt"):
         if not os.path.isfile(source):
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"no VAE checkpoint {source!r}: train one first (python -m lightning_auffusion fit --config "
                 "conf/vae/quickstart.yaml) or point 'vae' at a diffusers VAE"
             )
@@ -200,7 +221,7 @@ def set_attention(unet: nn.Module, backend: str = "sdpa") -> None:
     elif backend == "math":
         unet.set_attn_processor(AttnProcessor())
     else:
-        raise ValueError(f"attention must be one of {ATTENTION_BACKENDS}, got {backend!r}")
+        raise UserInputError(f"attention must be one of {ATTENTION_BACKENDS}, got {backend!r}")
 
 
 def prepare_unet(

@@ -38,6 +38,7 @@ from lightning_auffusion.diffusion.vae_losses import (
     discriminator_loss,
     generator_loss,
 )
+from lightning_auffusion.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -121,13 +122,13 @@ class SpectrogramVAE(LightningModule):
     ) -> None:
         super().__init__()
         if reconstruction_loss not in ("l1", "mse"):
-            raise ValueError(f"reconstruction_loss must be 'l1' or 'mse', got {reconstruction_loss!r}")
+            raise UserInputError(f"reconstruction_loss must be 'l1' or 'mse', got {reconstruction_loss!r}")
         if gan_loss not in GAN_LOSSES:
-            raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {gan_loss!r}")
+            raise UserInputError(f"gan_loss must be one of {GAN_LOSSES}, got {gan_loss!r}")
         if scaling_factor not in ("estimate", "keep"):
-            raise ValueError(f"scaling_factor must be 'estimate' or 'keep', got {scaling_factor!r}")
+            raise UserInputError(f"scaling_factor must be 'estimate' or 'keep', got {scaling_factor!r}")
         if perceptual is not None and not isinstance(perceptual.get("class_path"), str):
-            raise ValueError(f"perceptual must be {{'class_path': 'package.Class', 'init_args': {{...}}}}, got {perceptual!r}")
+            raise UserInputError(f"perceptual must be {{'class_path': 'package.Class', 'init_args': {{...}}}}, got {perceptual!r}")
         mel = _dataclass_or(mel, MelConfig)
         image = _dataclass_or(image, ImageConfig)
         val_griffin_lim = _dataclass_or(val_griffin_lim, GriffinLimConfig) or GriffinLimConfig()
@@ -369,7 +370,7 @@ class SpectrogramVAE(LightningModule):
         if scale is not None and scale != self.vae.config.get("scaling_factor"):
             self.vae.register_to_config(scaling_factor=scale)
         os.makedirs(output_dir, exist_ok=True)
-        self.vae.save_pretrained(output_dir)
+        self.vae.save_pretrained(output_dir, safe_serialization=True)
         log.info("wrote VAE (scaling factor %s) to %s", self.vae.config.get("scaling_factor"), output_dir)
         return output_dir
 
@@ -385,5 +386,5 @@ def export_vae(checkpoint: str, output_dir: str = "outputs/vae") -> str:
 
     vae = vae_from_lightning_checkpoint(checkpoint)
     os.makedirs(output_dir, exist_ok=True)
-    vae.save_pretrained(output_dir)
+    vae.save_pretrained(output_dir, safe_serialization=True)
     return output_dir

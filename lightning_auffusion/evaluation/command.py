@@ -10,6 +10,8 @@ from typing import Literal
 
 from lightning_auffusion.audio.io import save_wav
 from lightning_auffusion.evaluation.ceilings import CEILING_ROWS, GENERATED_ROW, StageCeilings, ceiling_pipeline
+from lightning_auffusion.errors import UserInputError
+from lightning_auffusion.paths import file_in
 from lightning_auffusion.evaluation.report import build_report, markdown_report, write_report
 from lightning_auffusion.evaluation.sources import (
     Batch,
@@ -27,9 +29,9 @@ log = logging.getLogger(__name__)
 
 def load_ldm(checkpoint: str, device: str):
     """An ``AuffusionLDM`` checkpoint in eval mode on ``device``."""
-    from lightning_auffusion.diffusion.module import AuffusionLDM
+    from lightning_auffusion.diffusion.module import load_ldm_checkpoint
 
-    return AuffusionLDM.load_from_checkpoint(checkpoint, map_location=device).eval()
+    return load_ldm_checkpoint(checkpoint, map_location=device).eval()
 
 
 def generate_folder(module, prompts: dict[str, str], folder: Path, *, num_inference_steps: int | None,
@@ -64,7 +66,7 @@ def generate_folder(module, prompts: dict[str, str], folder: Path, *, num_infere
             out, maps = generate_recording_attention(module, captions, **settings, seed=seeds, batch_size=batch_size)
             scorer.add(maps, [clip_id for clip_id, _ in chunk])
         for (clip_id, _), audio in zip(chunk, out.audio):
-            save_wav(folder / f"{clip_id}.wav", audio, out.sample_rate)
+            save_wav(file_in(folder, clip_id, ".wav"), audio, out.sample_rate)
         log.info("generated %d / %d clips", min(start + batch_size, len(items)), len(items))
     return scorer
 
@@ -141,19 +143,19 @@ def evaluate(
             ``<output>/localisation.json`` per prompt).
     """
     if kl_unpaired not in ("report", "error"):
-        raise ValueError(f"kl_unpaired must be 'report' or 'error', got {kl_unpaired!r}")
+        raise UserInputError(f"kl_unpaired must be 'report' or 'error', got {kl_unpaired!r}")
     if checkpoint and ceiling_checkpoint:
-        raise ValueError("ceiling_checkpoint is for a generated folder; with checkpoint the ceilings use that model")
+        raise UserInputError("ceiling_checkpoint is for a generated folder; with checkpoint the ceilings use that model")
     if attention_localisation and not checkpoint:
-        raise ValueError("attention_localisation needs checkpoint: attention is recorded while generating")
+        raise UserInputError("attention_localisation needs checkpoint: attention is recorded while generating")
     captions = read_prompts(prompts) if prompts else {}
     out_dir = Path(output)
     module = localisation = None
     if checkpoint:
         if generated:
-            raise ValueError("give either generated (a folder) or checkpoint (+ prompts), not both")
+            raise UserInputError("give either generated (a folder) or checkpoint (+ prompts), not both")
         if not captions:
-            raise ValueError("checkpoint needs prompts: the prompt list to generate from")
+            raise UserInputError("checkpoint needs prompts: the prompt list to generate from")
         items = dict(list(captions.items())[:limit]) if limit else captions
         generated = str(out_dir / "generated")
         module = load_ldm(checkpoint, device)
@@ -161,10 +163,10 @@ def evaluate(
                                        guidance_scale=guidance_scale, scheduler=scheduler, seed=seed,
                                        batch_size=batch_size, attention_localisation=attention_localisation)
     if not generated:
-        raise ValueError("nothing to evaluate: give generated (a folder of audio) or checkpoint + prompts")
+        raise UserInputError("nothing to evaluate: give generated (a folder of audio) or checkpoint + prompts")
     selected = [m for m in metrics if m in METRICS]
     if len(selected) != len(metrics):
-        raise ValueError(f"unknown metrics {sorted(set(metrics) - set(METRICS))}; choose from {list(METRICS)}")
+        raise UserInputError(f"unknown metrics {sorted(set(metrics) - set(METRICS))}; choose from {list(METRICS)}")
     if reference is None:
         dropped = [m for m in selected if m in ("fd", "fad", "kl")]
         if dropped:
@@ -176,7 +178,7 @@ def evaluate(
             log.warning("no prompts given: %s skipped (they need each clip's caption)", ", ".join(dropped))
         selected = [m for m in selected if m not in dropped]
     if not selected:
-        raise ValueError("no metric can be computed with these inputs (see the warnings above)")
+        raise UserInputError("no metric can be computed with these inputs (see the warnings above)")
     stages = None
     if ceilings and (module is not None or ceiling_checkpoint):
         if reference is None:
@@ -192,14 +194,19 @@ def evaluate(
     if limit:
         gen_files = dict(list(gen_files.items())[:limit])
     if not gen_files:
-        raise ValueError(f"no audio files in {generated}")
+        raise UserInputError(f"no audio files in {generated}")
     ref_kind = None
     if reference is not None:
         ref_kind = "folder" if Path(reference).is_dir() and not is_shard_source(reference) else "shards"
         ref_files = list_audio(reference, skipped) if ref_kind == "folder" else None
     if ref_kind is not None and any(m in selected for m in ("fd", "fad", "kl")):
+        reference_clips = 0
         for batch in reference_batches(reference, ref_files, batch_size, skipped):
+            reference_clips += len(batch)
             suite.update(batch.clips, batch.rates, batch.ids, real=True)
+        if not reference_clips:
+            raise UserInputError(f"no usable reference audio in {reference}: FD, FAD and KL need reference clips "
+                                 "(check the path, or leave out --reference to skip those metrics)")
 
     rows = {GENERATED_ROW: score_row(suite, iter_folder(gen_files, batch_size, skipped), captions)}
     if stages is not None:

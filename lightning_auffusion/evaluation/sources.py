@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from lightning_auffusion.audio.io import AUDIO_EXTENSIONS, AudioLoadError, load_audio
+from lightning_auffusion.paths import safe_filename
+from lightning_auffusion.errors import MissingInputError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ def list_audio(folder: str | Path, skipped: list[Skipped] | None = None) -> dict
     """Audio files directly in ``folder`` by stem, sorted; a stem seen twice keeps its first file."""
     root = Path(folder)
     if not root.is_dir():
-        raise FileNotFoundError(f"audio folder not found: {root}")
+        raise MissingInputError(f"audio folder not found: {root}")
     files: dict[str, Path] = {}
     for path in sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS):
         if path.stem in files:
@@ -140,7 +142,7 @@ def read_prompts(path: str | Path) -> dict[str, str]:
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"prompt file not found: {p}")
+        raise MissingInputError(f"prompt file not found: {p}")
     suffix = p.suffix.lower()
     text = p.read_text(encoding="utf-8")
     if suffix == ".txt":
@@ -154,14 +156,17 @@ def read_prompts(path: str | Path) -> dict[str, str]:
     elif suffix in (".csv", ".tsv"):
         rows = list(csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ","))
     else:
-        raise ValueError(f"prompt file {p} must be .txt, .jsonl, .json, .csv or .tsv")
+        raise UserInputError(f"prompt file {p} must be .txt, .jsonl, .json, .csv or .tsv")
     prompts: dict[str, str] = {}
     for number, row in enumerate(rows, start=1):
         clip_id, caption = (_row_id(row), _row_caption(row)) if isinstance(row, dict) else (None, None)
         if clip_id is None or caption is None:
             log.warning("%s: row %d has no id or no caption; skipped", p, number)
             continue
-        prompts.setdefault(clip_id, caption)
+        safe_id = safe_filename(clip_id)
+        if safe_id != clip_id:  # ids name output files: no separators, no '..', no absolute paths
+            log.warning("%s: row %d: id %r is not a plain file name; using %r", p, number, clip_id, safe_id)
+        prompts.setdefault(safe_id, caption)
     if not prompts:
-        raise ValueError(f"prompt file {p} holds no (id, caption) rows")
+        raise UserInputError(f"prompt file {p} holds no (id, caption) rows")
     return prompts

@@ -50,8 +50,11 @@ class InceptionScore(Metric):
     full_state_update = False
 
     def __init__(self, num_classes: int = 527, splits: int = 10, seed: int = 2020, shuffle: bool = True,
-                 **kwargs) -> None:
+                 file_suffix: str = ".wav", **kwargs) -> None:
+        """``file_suffix``: ids are file stems; clips are ordered by ``id + file_suffix``, the file names the
+        toolbox sorts before its seeded shuffle."""
         super().__init__(**kwargs)
+        self.file_suffix = file_suffix
         self.num_classes = int(num_classes)
         self.splits = int(splits)
         self.seed = int(seed)
@@ -79,7 +82,8 @@ class InceptionScore(Metric):
             first: dict[str, int] = {}
             for row, clip_id in enumerate(ids):
                 first.setdefault(clip_id, row)
-            logits = logits[[first[k] for k in sorted(first)]]
+            # the toolbox sorts file names, not stems: "x-y.wav" < "x.wav" although "x" < "x-y"
+            logits = logits[[first[k] for k in sorted(first, key=lambda k: k + self.file_suffix)]]
         elif len(self.ids):
             raise ValueError("InceptionScore got ids for some batches and none for others; give ids always or never")
         return logits

@@ -6,6 +6,10 @@ reference clips are paired by clip id (the file stem). Clips without a partner a
 (``on_unpaired="report"``, the default: the mean is over the pairs found) or refused
 (``on_unpaired="error"``). A clip id seen twice on one side (a DistributedSampler pads ranks with
 repeats) counts once.
+
+The toolbox also reports a sigmoid KL, the same sum with sigmoid(logits) (Cnn14's per-class
+probabilities, not a distribution) in place of softmax: :attr:`KLDivergence.last_sigmoid` after
+``compute``.
 """
 
 from __future__ import annotations
@@ -52,10 +56,15 @@ class PairingReport:
         return "; ".join(parts)
 
 
-def kl_ref_to_gen(reference_logits: Tensor, generated_logits: Tensor, eps: float = 1e-6) -> Tensor:
-    """Per-pair KL(softmax(reference) || softmax(generated) + eps) in float64, shape (N,)."""
-    p = torch.softmax(reference_logits.double(), dim=-1)
-    q = torch.softmax(generated_logits.double(), dim=-1) + eps
+def kl_ref_to_gen(reference_logits: Tensor, generated_logits: Tensor, eps: float = 1e-6,
+                  activation: str = "softmax") -> Tensor:
+    """Per-pair KL(a(reference) || a(generated) + eps) in float64, shape (N,), with ``a`` softmax over the
+    classes or the element-wise sigmoid (the toolbox's two variants)."""
+    if activation not in ("softmax", "sigmoid"):
+        raise ValueError(f"activation must be 'softmax' or 'sigmoid', got {activation!r}")
+    act = (lambda x: torch.softmax(x, dim=-1)) if activation == "softmax" else torch.sigmoid
+    p = act(reference_logits.double())
+    q = act(generated_logits.double()) + eps
     return (torch.xlogy(p, p) - p * torch.log(q)).sum(-1)
 
 
@@ -87,6 +96,7 @@ class KLDivergence(Metric):
         self.on_unpaired = on_unpaired
         self.reset_real_features = reset_real_features
         self.last_pairing = PairingReport()
+        self.last_sigmoid = torch.tensor(float("nan"), dtype=torch.float64)
         for side in ("real", "fake"):
             self.add_state(f"{side}_logits", [], dist_reduce_fx="cat")
             self.add_state(f"{side}_ids", [], dist_reduce_fx="cat")
@@ -134,6 +144,7 @@ class KLDivergence(Metric):
             log.warning("KL: %s", report.summary())
         if report.pairs == 0:
             raise UnpairedClipsError(f"KL found no generated/reference clip pairs ({report.summary()})")
+        self.last_sigmoid = kl_ref_to_gen(ref, gen, self.eps, "sigmoid").mean()
         return kl_ref_to_gen(ref, gen, self.eps).mean()
 
     def reset(self) -> None:

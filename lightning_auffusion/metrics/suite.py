@@ -232,6 +232,7 @@ class MetricSuite:
             out["fad"] = self._safe("fad", lambda: float(self.metrics["fad"].compute()))
         if "kl" in self.metrics:
             out["kl"] = self._safe("kl", lambda: float(self.metrics["kl"].compute()))
+            out["kl_sigmoid"] = None if out["kl"] is None else float(self.metrics["kl"].last_sigmoid)
             report = self.metrics["kl"].last_pairing
             self.details["kl_pairing"] = {"pairs": report.pairs, "summary": report.summary(),
                                           "unpaired_generated": report.unpaired_generated,

@@ -7,7 +7,7 @@ Formats
 * original discriminator file (``do_XXXXXXXX``): ``{"mpd": ..., "msd": ..., "steps": ..., "epoch": ...}``;
   the first scale discriminator uses spectral norm (``weight_orig`` / ``weight_u`` / ``weight_v``).
 * Auffusion layout: a folder with ``config.json`` (HiFi-GAN keys) and ``vocoder.pt`` (the original
-  generator format). A full Auffusion model folder or hub id has it under ``vocoder/``.
+  generator format); exports also write ``vocoder.safetensors`` (the same state dict), read first when present. A full Auffusion model folder or hub id has it under ``vocoder/``.
 * a Lightning checkpoint of :class:`~lightning_auffusion.vocoder.module.VocoderModule`.
 
 This project's modules use torch's parametrization API (``<conv>.parametrizations.weight.original0`` /
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,8 @@ import torch
 from torch import nn
 
 from lightning_auffusion.package_files import is_package_file, resolve_package_file
+from lightning_auffusion.errors import MissingInputError, UserInputError
+from lightning_auffusion.safe_load import load_weights
 from lightning_auffusion.vocoder.config import GeneratorConfig
 from lightning_auffusion.vocoder.generator import HifiGanGenerator
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "vocoder.pt"
+SAFETENSORS_FILE = "vocoder.safetensors"  # the same generator state dict, readable without unpickling
 _WN_G, _WN_V = ".parametrizations.weight.original0", ".parametrizations.weight.original1"
 _SN_W, _SN_U, _SN_V = ".parametrizations.weight.original", ".parametrizations.weight.0._u", ".parametrizations.weight.0._v"
 # parametrization suffix -> original (pre-parametrization API) suffix
@@ -102,7 +104,7 @@ def adapt_state_dict(source: dict[str, torch.Tensor], target: nn.Module, what: s
             missing.append(key)
     unexpected = sorted(set(source) - used)
     if missing or unexpected:
-        raise ValueError(
+        raise UserInputError(
             f"{what} does not fit the {type(target).__name__} built from the config: "
             f"missing {missing[:8]}{' ...' if len(missing) > 8 else ''}, "
             f"unexpected {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}. "
@@ -115,7 +117,7 @@ def load_state_into(module: nn.Module, state_dict: dict[str, torch.Tensor], what
     adapted = adapt_state_dict(state_dict, module, what)
     for key, value in module.state_dict().items():
         if adapted[key].shape != value.shape:
-            raise ValueError(
+            raise UserInputError(
                 f"{what} does not fit the {type(module).__name__} built from the config: {key} has shape "
                 f"{tuple(adapted[key].shape)}, the model expects {tuple(value.shape)}. {_CONFIG_HINT}"
             )
@@ -143,10 +145,16 @@ def save_hifigan_generator(generator: HifiGanGenerator, path: str | os.PathLike,
     return path
 
 
-def save_auffusion_vocoder(generator: HifiGanGenerator, directory: str | os.PathLike) -> Path:
-    """Write the released Auffusion layout: ``directory/config.json`` + ``directory/vocoder.pt``."""
+def save_auffusion_vocoder(generator: HifiGanGenerator, directory: str | os.PathLike, safetensors: bool = True) -> Path:
+    """Write the released Auffusion layout: ``directory/config.json`` + ``directory/vocoder.pt`` (what the
+    released loader reads), and with ``safetensors`` the same weights as ``vocoder.safetensors``, which
+    :func:`load_vocoder` prefers."""
     directory = Path(directory)
     save_hifigan_generator(generator, directory / WEIGHTS_FILE, write_config=False)
+    if safetensors:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in original_generator_state(generator).items()}, str(directory / SAFETENSORS_FILE))
     generator.config.to_json(directory / CONFIG_FILE)
     return directory
 
@@ -165,21 +173,18 @@ def load_hifigan_discriminators(mpd: nn.Module, msd: nn.Module, path: str | os.P
     data = read_checkpoint(path, "cpu")
     for name, module in (("mpd", mpd), ("msd", msd)):
         if name not in data:
-            raise ValueError(f"{path}: not a HiFi-GAN discriminator file (no {name!r} entry)")
+            raise UserInputError(f"{path}: not a HiFi-GAN discriminator file (no {name!r} entry)")
         load_state_into(module, data[name], f"{path} [{name}]")
     return {k: v for k, v in data.items() if k not in ("mpd", "msd")}
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """torch.load, restricted to tensors and plain types unless the file needs more (then logged)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"vocoder weights {path} not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        log.warning("%s holds more than tensors and plain types; loading it with full unpickling (trusted files only)", path)
-        return torch.load(path, map_location=map_location, weights_only=False)
+    """The file's content, read safely (tensors and plain types only; see :mod:`lightning_auffusion.safe_load`)."""
+    return load_weights(path, "vocoder weights", map_location)
+
+
+def _has_weights(folder: Path) -> bool:
+    return (folder / WEIGHTS_FILE).is_file() or (folder / SAFETENSORS_FILE).is_file()
 
 
 def _is_lightning_checkpoint(data: Any) -> bool:
@@ -191,7 +196,7 @@ def generator_from_lightning(data: dict[str, Any], source: str = "checkpoint", u
     (``generator_ema_decay``) when it kept one and ``use_ema``, else the trained weights."""
     hparams = data.get("hyper_parameters") or {}
     if "generator" not in hparams:
-        raise ValueError(f"{source}: a Lightning checkpoint, but not of VocoderModule (no 'generator' hyper-parameter)")
+        raise UserInputError(f"{source}: a Lightning checkpoint, but not of VocoderModule (no 'generator' hyper-parameter)")
     gen_cfg = hparams["generator"]
     config = gen_cfg if isinstance(gen_cfg, GeneratorConfig) else GeneratorConfig.from_dict(dict(gen_cfg))
     prefix = "generator."
@@ -208,7 +213,7 @@ def _resolve_config(config: str | os.PathLike | GeneratorConfig | dict | None, w
         return GeneratorConfig.from_dict(config)
     path = Path(config) if config is not None else weights.parent / CONFIG_FILE
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"no generator config for {weights}: expected {path} (the HiFi-GAN config.json it was trained with); "
             "pass config=... to point at it"
         )
@@ -221,7 +226,7 @@ def _from_hub(repo_id: str, subfolder: str) -> Path:
 
         files = [hf_hub_download(repo_id, f"{subfolder}/{name}" if subfolder else name) for name in (CONFIG_FILE, WEIGHTS_FILE)]
     except Exception as err:  # offline, unknown repo, missing file
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"vocoder {repo_id!r} is neither a local path nor a downloadable hub folder with "
             f"{subfolder + '/' if subfolder else ''}{CONFIG_FILE} and {WEIGHTS_FILE} ({type(err).__name__}: {err})"
         ) from None
@@ -247,26 +252,28 @@ def load_vocoder(
         path = resolve_package_file(path)
     local = Path(path)
     if local.is_dir():
-        if not (local / WEIGHTS_FILE).is_file() and (local / "vocoder" / WEIGHTS_FILE).is_file():
+        if not _has_weights(local) and _has_weights(local / "vocoder"):
             local = local / "vocoder"
-        weights = local / WEIGHTS_FILE
-        if not weights.is_file():
-            raise FileNotFoundError(f"{path}: folder has no {WEIGHTS_FILE} (expected the Auffusion layout: {CONFIG_FILE} + {WEIGHTS_FILE})")
+        if not _has_weights(local):
+            raise MissingInputError(f"{path}: folder has no {WEIGHTS_FILE} (expected the Auffusion layout: {CONFIG_FILE} + {WEIGHTS_FILE})")
+        weights = local / (SAFETENSORS_FILE if (local / SAFETENSORS_FILE).is_file() else WEIGHTS_FILE)
     elif local.is_file():
         weights = local
     elif isinstance(path, str) and path.count("/") in (1, 2) and not path.startswith((".", "/", "~")):
         parts = path.split("/")
         weights = _from_hub("/".join(parts[:2]), parts[2] if len(parts) == 3 else "vocoder") / WEIGHTS_FILE
     else:
-        raise FileNotFoundError(f"vocoder {path} not found (a Lightning .ckpt, an exported folder, a HiFi-GAN file or a hub id)")
+        raise MissingInputError(f"vocoder {path} not found (a Lightning .ckpt, an exported folder, a HiFi-GAN file or a hub id)")
 
     data = read_checkpoint(weights, "cpu")
+    if weights.suffix == ".safetensors":  # a bare generator state dict
+        data = {"generator": data}
     if _is_lightning_checkpoint(data):
         generator = generator_from_lightning(data, str(weights))
     elif isinstance(data, dict) and "generator" in data:
         generator = load_state_into(HifiGanGenerator(_resolve_config(config, weights)), data["generator"], str(weights))
     else:
-        raise ValueError(
+        raise UserInputError(
             f"{weights}: not a vocoder checkpoint (expected a VocoderModule Lightning checkpoint or a HiFi-GAN "
             "file holding {'generator': state_dict})"
         )

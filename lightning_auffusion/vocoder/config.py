@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_auffusion.audio.mel import MelConfig
+from lightning_auffusion.errors import MissingInputError, UserInputError
 
 # keys of a HiFi-GAN config.json that only concern its training script; kept when read, never used
 TRAINING_ONLY_KEYS = (
@@ -59,35 +60,35 @@ class GeneratorConfig:
 
     def validate(self) -> None:
         if self.resblock not in ("1", "2"):
-            raise ValueError(f"resblock must be '1' or '2', got {self.resblock!r}")
+            raise UserInputError(f"resblock must be '1' or '2', got {self.resblock!r}")
         if not self.upsample_rates:
-            raise ValueError("upsample_rates must list at least one upsampling factor")
+            raise UserInputError("upsample_rates must list at least one upsampling factor")
         if len(self.upsample_rates) != len(self.upsample_kernel_sizes):
-            raise ValueError(
+            raise UserInputError(
                 f"upsample_rates {self.upsample_rates} and upsample_kernel_sizes {self.upsample_kernel_sizes} "
                 "must have the same length (one kernel per upsampling layer)"
             )
         product = math.prod(self.upsample_rates)
         if product != self.hop_size:
-            raise ValueError(
+            raise UserInputError(
                 f"upsample_rates {self.upsample_rates} multiply to {product} but hop_size is {self.hop_size}: "
                 f"each mel frame must become exactly hop_size samples (e.g. 5 x 4 x 2 x 2 x 2 = 160)"
             )
         for rate, kernel in zip(self.upsample_rates, self.upsample_kernel_sizes):
             if rate < 1 or kernel < rate:
-                raise ValueError(f"upsampling layer with rate {rate} needs a kernel size >= rate, got {kernel}")
+                raise UserInputError(f"upsampling layer with rate {rate} needs a kernel size >= rate, got {kernel}")
         if self.upsample_initial_channel % (2 ** len(self.upsample_rates)):
-            raise ValueError(
+            raise UserInputError(
                 f"upsample_initial_channel ({self.upsample_initial_channel}) must be divisible by "
                 f"2^{len(self.upsample_rates)} (channels halve at every upsampling layer)"
             )
         if len(self.resblock_kernel_sizes) != len(self.resblock_dilation_sizes) or not self.resblock_kernel_sizes:
-            raise ValueError("resblock_kernel_sizes and resblock_dilation_sizes need one entry per residual block")
+            raise UserInputError("resblock_kernel_sizes and resblock_dilation_sizes need one entry per residual block")
         for kernel in self.resblock_kernel_sizes + [self.conv_pre_kernel_size, self.conv_post_kernel_size]:
             if kernel % 2 == 0:
-                raise ValueError(f"residual/pre/post conv kernel sizes must be odd ('same' padding), got {kernel}")
+                raise UserInputError(f"residual/pre/post conv kernel sizes must be odd ('same' padding), got {kernel}")
         if any(not ds for ds in self.resblock_dilation_sizes):
-            raise ValueError("every residual block needs at least one dilation")
+            raise UserInputError("every residual block needs at least one dilation")
 
     @property
     def num_upsamples(self) -> int:
@@ -115,7 +116,7 @@ class GeneratorConfig:
         }
         wrong = [f"{name}: vocoder {a} vs {b}" for name, (a, b) in pairs.items() if a != b]
         if wrong:
-            raise ValueError(
+            raise UserInputError(
                 f"vocoder does not match {what} ({'; '.join(wrong)}). Use a vocoder trained at these mel "
                 "settings (conf/vocoder/*.yaml) or set the mel front end to the vocoder's settings."
             )
@@ -129,14 +130,14 @@ class GeneratorConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names - set(TRAINING_ONLY_KEYS))
         if unknown:
-            raise ValueError(f"unknown HiFi-GAN generator config keys {unknown}; known keys: {sorted(names)}")
+            raise UserInputError(f"unknown HiFi-GAN generator config keys {unknown}; known keys: {sorted(names)}")
         return cls(**{k: v for k, v in values.items() if k in names})
 
     @classmethod
     def from_json(cls, path: str | Path) -> GeneratorConfig:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"vocoder config {path} not found (a HiFi-GAN config.json is expected there)")
+            raise MissingInputError(f"vocoder config {path} not found (a HiFi-GAN config.json is expected there)")
         with open(path) as fh:
             return cls.from_dict(json.load(fh))
 
@@ -186,18 +187,18 @@ class DiscriminatorConfig:
 
     def __post_init__(self) -> None:
         if any(p < 1 for p in self.periods):
-            raise ValueError(f"periods must be positive integers, got {self.periods}")
+            raise UserInputError(f"periods must be positive integers, got {self.periods}")
         if len(self.period_channels) < 2:
-            raise ValueError("period_channels needs at least two layers")
+            raise UserInputError("period_channels needs at least two layers")
         n = len(self.scale_channels)
         if not (len(self.scale_kernel_sizes) == len(self.scale_strides) == len(self.scale_groups) == n):
-            raise ValueError("scale_channels, scale_kernel_sizes, scale_strides and scale_groups need equal lengths")
+            raise UserInputError("scale_channels, scale_kernel_sizes, scale_strides and scale_groups need equal lengths")
         in_channels = [1] + self.scale_channels[:-1]
         for c_in, c_out, g in zip(in_channels, self.scale_channels, self.scale_groups):
             if c_in % g or c_out % g:
-                raise ValueError(f"scale conv groups {g} must divide its channels ({c_in} -> {c_out})")
+                raise UserInputError(f"scale conv groups {g} must divide its channels ({c_in} -> {c_out})")
         if self.num_scales < 0:
-            raise ValueError("num_scales must be >= 0")
+            raise UserInputError("num_scales must be >= 0")
 
     @classmethod
     def small(cls, **overrides: Any) -> DiscriminatorConfig:

@@ -17,6 +17,7 @@ import torch
 
 from lightning_auffusion.audio.io import AUDIO_EXTENSIONS, AudioLoadError, load_audio, save_wav
 from lightning_auffusion.audio.mel import LogMelSpectrogram, peak_normalize
+from lightning_auffusion.errors import UserInputError
 from lightning_auffusion.vocoder.checkpoint import (
     generator_from_lightning,
     load_state_into,
@@ -40,6 +41,7 @@ def export_vocoder(
     hifigan_file: str | None = None,
     discriminator_file: str | None = None,
     use_ema: bool = True,
+    safetensors: bool = True,
 ) -> dict[str, str]:
     """Export the generator of a VocoderModule Lightning checkpoint.
 
@@ -51,16 +53,18 @@ def export_vocoder(
             ``config.json`` beside it, e.g. ``exports/g_00100000``.
         discriminator_file: also write the discriminators as an original ``do_*`` file (no optimizer states).
         use_ema: export the generator's weight average when the run kept one (``generator_ema_decay``).
+        safetensors: also write ``out_dir/vocoder.safetensors`` (loads without unpickling; ``vocoder.pt``
+            stays for the released loader).
     """
     if out_dir is None and hifigan_file is None and discriminator_file is None:
-        raise ValueError("nothing to export: give out_dir and/or hifigan_file and/or discriminator_file")
+        raise UserInputError("nothing to export: give out_dir and/or hifigan_file and/or discriminator_file")
     data = read_checkpoint(checkpoint, "cpu")
     if not (isinstance(data, dict) and "state_dict" in data):
-        raise ValueError(f"{checkpoint}: not a Lightning checkpoint (no 'state_dict'); it should come from `fit` of VocoderModule")
+        raise UserInputError(f"{checkpoint}: not a Lightning checkpoint (no 'state_dict'); it should come from `fit` of VocoderModule")
     generator = generator_from_lightning(data, checkpoint, use_ema=use_ema)
     written: dict[str, str] = {}
     if out_dir is not None:
-        written["auffusion_dir"] = str(save_auffusion_vocoder(generator, out_dir))
+        written["auffusion_dir"] = str(save_auffusion_vocoder(generator, out_dir, safetensors=safetensors))
     if hifigan_file is not None:
         written["hifigan_file"] = str(save_hifigan_generator(generator, hifigan_file))
     if discriminator_file is not None:
@@ -126,7 +130,7 @@ def vocode(
     out.mkdir(parents=True, exist_ok=True)
     files = _audio_files(list(inputs) if not isinstance(inputs, str) else [inputs])
     if not files:
-        raise ValueError(f"no audio files found in {inputs} (extensions: {', '.join(AUDIO_EXTENSIONS)})")
+        raise UserInputError(f"no audio files found in {inputs} (extensions: {', '.join(AUDIO_EXTENSIONS)})")
     results: dict[str, Any] = {}
     for path in files:
         try:

@@ -107,6 +107,7 @@ def test_evaluate_generates_from_a_checkpoint_first(synthetic_set, tmp_path, mon
 
     fake_module = types.ModuleType("lightning_auffusion.diffusion.module")
     fake_module.AuffusionLDM = FakeLDM
+    fake_module.load_ldm_checkpoint = FakeLDM.load_from_checkpoint
     monkeypatch.setitem(sys.modules, "lightning_auffusion.diffusion.module", fake_module)
     import lightning_auffusion.diffusion.sampling as sampling
 

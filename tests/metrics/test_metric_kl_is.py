@@ -139,3 +139,29 @@ def test_inception_score_with_few_clips_uses_fewer_splits():
     metric.update(torch.randn(4, 527))
     mean, _ = metric.compute()
     assert metric.splits_used == 4 and float(mean) == pytest.approx(1.0)
+
+
+def test_inception_score_orders_by_file_name_not_stem():
+    """'x-y.wav' sorts before 'x.wav' (as the toolbox's sorted file list) although stem 'x' < 'x-y'."""
+    rng = np.random.default_rng(5)
+    names = ["x", "x-y", "a", "a_b", "b"] * 1
+    names = [f"{n}{i}" if i else n for i in range(4) for n in names]  # 20 clips, several prefix pairs
+    logits = rng.normal(0, 4, size=(len(names), 527)).astype(np.float32)
+    metric = InceptionScore()
+    metric.update(torch.from_numpy(logits), names)
+    by_file = sorted(range(len(names)), key=lambda i: names[i] + ".wav")
+    by_stem = sorted(range(len(names)), key=lambda i: names[i])
+    assert by_file != by_stem
+    assert tuple(float(v) for v in metric.compute()) == pytest.approx(np_inception_score(logits[by_file]), rel=1e-5)
+
+
+def test_kl_sigmoid_variant_matches_the_toolbox_formula(logits):
+    ref, gen = logits
+    ids = [f"c{i}" for i in range(len(ref))]
+    metric = KLDivergence()
+    metric.update(torch.from_numpy(ref), ids, real=True)
+    metric.update(torch.from_numpy(gen), ids, real=False)
+    metric.compute()
+    p, q = 1 / (1 + np.exp(-ref.astype(np.float64))), 1 / (1 + np.exp(-gen.astype(np.float64))) + 1e-6
+    expected = float((p * (np.log(p) - np.log(q))).sum(axis=1).mean())  # torch's kl_div(log q, p, "sum") / n
+    assert float(metric.last_sigmoid) == pytest.approx(expected, rel=1e-9)

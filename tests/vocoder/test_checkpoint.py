@@ -61,12 +61,15 @@ def test_original_format_round_trip(tmp_path):
 def test_auffusion_layout_round_trip(tmp_path):
     gen = _perturbed_generator(tiny_generator_config())
     save_auffusion_vocoder(gen, tmp_path / "model" / "vocoder")
-    assert sorted(p.name for p in (tmp_path / "model" / "vocoder").iterdir()) == ["config.json", "vocoder.pt"]
+    folder = tmp_path / "model" / "vocoder"
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "vocoder.pt", "vocoder.safetensors"]
     mel = torch.randn(2, 256, 5)
     with torch.no_grad():
         expected = gen(mel)
-        for source in (tmp_path / "model" / "vocoder", tmp_path / "model"):  # the vocoder folder, or the model folder
+        for source in (folder, tmp_path / "model"):  # the vocoder folder, or the model folder
             assert torch.allclose(load_vocoder(str(source))(mel), expected, atol=1e-6)
+        (folder / "vocoder.safetensors").unlink()  # the released layout alone: vocoder.pt
+        assert torch.allclose(load_vocoder(str(folder))(mel), expected, atol=1e-6)
 
 
 def test_plain_weights_load_into_weight_norm_and_back():

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from lightning_auffusion.audio.mel import mel_filterbank
 from lightning_auffusion.audio.resample import resample
 from lightning_auffusion.metrics.extractors.weights import WeightStatus, resolve_or_random
+from lightning_auffusion.safe_load import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +141,6 @@ def prepare_cnn14_audio(audio: np.ndarray | Tensor, sample_rate: int, cfg: Cnn14
     return x
 
 
-def _torch_load(path: str | os.PathLike) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # older checkpoints pickle extra (non-tensor) training state
-        log.info("weights_only load of %s failed (%s); loading the verified file in full", path, err)
-        return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def load_cnn14(
     path: str | os.PathLike | None = None,
     weights_dir: str | os.PathLike | None = None,
@@ -159,7 +152,7 @@ def load_cnn14(
     found, status = resolve_or_random("cnn14_16k", "Cnn14", path, weights_dir, download, allow_random)
     model = Cnn14(cfg)
     if found is not None:
-        checkpoint = _torch_load(found)
+        checkpoint = load_weights(found, "Cnn14 weights")
         model.load_panns_state_dict(checkpoint.get("model", checkpoint))
     return model.eval(), status
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from lightning_auffusion.audio.resample import resample
 from lightning_auffusion.metrics.extractors.weights import WeightStatus, resolve_or_random
+from lightning_auffusion.safe_load import load_weights
 
 
 @dataclass
@@ -132,7 +133,7 @@ def load_vggish(
     found, status = resolve_or_random("vggish", "VGGish", path, weights_dir, download, allow_random)
     model = VGGish(final_relu=False)
     if found is not None:
-        state = torch.load(found, map_location="cpu", weights_only=True)
+        state = load_weights(found, "VGGish weights")
         model.load_state_dict(state, strict=True)
     return model.eval(), status
 
