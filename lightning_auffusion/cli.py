@@ -44,12 +44,21 @@ RAISING_PARSER = {**STRICT_PARSER, "exit_on_error": False}
 
 
 class AuffusionCLI(LightningCLI):
-    """LightningCLI with the project's defaults: any LightningModule / DataModule chosen by class_path."""
+    """LightningCLI with the project's defaults: any LightningModule / DataModule chosen by class_path.
+
+    Configs are read in jsonargparse's ``omegaconf+`` mode: ``${...}`` interpolations resolve after every
+    ``--config`` file and command-line value has been merged, so an override file (or ``--trainer...``
+    argument) that changes a run's name also moves every folder interpolated from it. Interpolation paths
+    are written from the config's root (``${trainer.default_root_dir}``), whatever the subcommand.
+    """
 
     def __init__(self, raise_parse_errors: bool = False, **kwargs) -> None:
+        from jsonargparse import set_parsing_settings
+
+        set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
         options = RAISING_PARSER if raise_parse_errors else STRICT_PARSER
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"parser_mode": "omegaconf", **options, **{c: dict(options) for c in LIGHTNING_COMMANDS}})
+        kwargs.setdefault("parser_kwargs", {"parser_mode": "omegaconf+", **options, **{c: dict(options) for c in LIGHTNING_COMMANDS}})
         super().__init__(
             LightningModule,
             LightningDataModule,
