@@ -77,6 +77,9 @@ def test_config_parses(command, files, capsys):
         root = printed["trainer"]["default_root_dir"]
         assert root == f"runs/{logger['init_args']['name']}"
         assert logger["init_args"]["save_dir"] == root
+        # W&B decides offline from the environment (lightning_auffusion.loggers), not from the config
+        assert logger["class_path"] == "lightning_auffusion.loggers.WandbLogger"
+        assert logger["init_args"]["offline"] is None
 
 
 def test_encoder_ablations_rename_every_run_folder(capsys):
