@@ -107,7 +107,7 @@ def worker(args) -> dict:
         from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
         from lightning_auffusion.audio import AuffusionFrontend
-        from lightning_auffusion.diffusion.unet_factory import sd15_noise_config
+        from lightning_auffusion.diffusion.schedulers import sd15_noise_config
 
         unet = UNet2DConditionModel.from_config(unet_cfg).to(device).train()
         vae = AutoencoderKL.from_config(vae_cfg).to(device).eval().requires_grad_(False)
@@ -135,7 +135,7 @@ def worker(args) -> dict:
             optimizer.zero_grad(set_to_none=True)
             return loss
     else:
-        from lightning_auffusion.diffusion.conditioning import EncoderSpec
+        from lightning_auffusion.diffusion.encoders import EncoderSpec
         from lightning_auffusion.diffusion.module import AuffusionLDM
 
         fast = args.mode == "ours_fast"

@@ -100,7 +100,7 @@ def tiny_encoder_config(kind: str) -> dict[str, Any]:
 
 def tiny_spec(kind: str, name: str | None = None, **overrides: Any):
     """An ``EncoderSpec`` of a random tiny encoder (or the real shipped MiniLM for kind 'minilm')."""
-    from lightning_auffusion.diffusion.conditioning import EncoderSpec
+    from lightning_auffusion.diffusion.encoders import EncoderSpec
 
     if kind == "minilm":
         return EncoderSpec(name=name or "minilm", kind="minilm", **overrides)

@@ -13,24 +13,22 @@ import json
 import logging
 from pathlib import Path
 
-from lightning_auffusion.errors import MissingInputError, UserInputError
+from lightning_auffusion.errors import MissingInputError
+from lightning_auffusion.diffusion.pipeline import DtypeName
+from lightning_auffusion.diffusion.schedulers import SchedulerName
 
 log = logging.getLogger(__name__)
 MANIFEST = "manipulations.jsonl"
 
 
-def _pipeline(checkpoint: str | None, pretrained: str | None, use_ema: bool, device: str, dtype: str, **sampling):
+def _pipeline(checkpoint: str | None, pretrained: str | None, use_ema: bool, device: str, dtype: str,
+              duration: bool = False, **sampling):
     """(pipeline, sampling settings): each setting left at None takes the model's own, else the released one."""
-    from lightning_auffusion.diffusion.generate import DTYPES, load_pipeline, resolve_device
-    from lightning_auffusion.diffusion.sampling import resolve_sampling
+    from lightning_auffusion.diffusion.loading import ModelSource
+    from lightning_auffusion.diffusion.sampling import SamplingOptions
 
-    if dtype not in DTYPES:
-        raise UserInputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    torch_device = resolve_device(device)
-    if torch_device.type == "cpu" and dtype == "float16":
-        raise UserInputError("float16 is for GPUs; use --dtype float32 or bfloat16 on the CPU")
-    pipeline = load_pipeline(checkpoint, pretrained, use_ema=use_ema)
-    return pipeline.to(torch_device, DTYPES[dtype]), resolve_sampling(pipeline.sampling, **sampling)
+    pipeline = ModelSource(checkpoint, pretrained, use_ema=use_ema, device=device, dtype=dtype).load()
+    return pipeline, SamplingOptions(**sampling).resolve(pipeline.sampling, duration=duration)
 
 
 def _check_file(path: str) -> None:
@@ -75,12 +73,12 @@ def style_transfer(
     output_dir: str = "outputs/style_transfer",
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
-    scheduler: str | None = None,
+    scheduler: SchedulerName | None = None,
     seed: int = 0,
     negative_prompt: str | None = None,
     use_ema: bool = True,
     device: str = "auto",
-    dtype: str = "float32",
+    dtype: DtypeName = "float32",
 ) -> str:
     """SDEdit an audio file towards a prompt (paper appendix E.2).
 
@@ -123,12 +121,12 @@ def inpaint(
     output_dir: str = "outputs/inpaint",
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
-    scheduler: str | None = None,
+    scheduler: SchedulerName | None = None,
     seed: int = 0,
     negative_prompt: str | None = None,
     use_ema: bool = True,
     device: str = "auto",
-    dtype: str = "float32",
+    dtype: DtypeName = "float32",
 ) -> str:
     """Regenerate a time span of an audio file, keeping the rest (paper appendix E.3).
 
@@ -174,13 +172,13 @@ def word_swap(
     output_dir: str = "outputs/word_swap",
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
-    scheduler: str | None = None,
+    scheduler: SchedulerName | None = None,
     seed: int = 0,
     duration_seconds: float | None = None,
     negative_prompt: str | None = None,
     use_ema: bool = True,
     device: str = "auto",
-    dtype: str = "float32",
+    dtype: DtypeName = "float32",
 ) -> str:
     """Prompt-to-prompt word replacement (paper appendix E.4): the target prompt keeps the source's attention.
 
@@ -206,7 +204,8 @@ def word_swap(
     from lightning_auffusion.attention.manipulations import word_swap as run
 
     pipeline, settings = _pipeline(checkpoint, pretrained, use_ema, device, dtype, num_inference_steps=num_inference_steps,
-                                   guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=duration_seconds)
+                                   guidance_scale=guidance_scale, scheduler=scheduler, duration=True,
+                                   duration_seconds=duration_seconds)
     output = run(pipeline, source_prompt, target_prompt, cross_window=cross_window, self_window=self_window, **settings,
                  seed=seed, negative_prompt=negative_prompt)
     record = {"command": "word-swap", "source_prompt": source_prompt, "target_prompt": target_prompt,
@@ -225,13 +224,13 @@ def reweight(
     output_dir: str = "outputs/reweight",
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
-    scheduler: str | None = None,
+    scheduler: SchedulerName | None = None,
     seed: int = 0,
     duration_seconds: float | None = None,
     negative_prompt: str | None = None,
     use_ema: bool = True,
     device: str = "auto",
-    dtype: str = "float32",
+    dtype: DtypeName = "float32",
 ) -> str:
     """Scale the cross-attention of chosen prompt words (paper appendix E.5).
 
@@ -257,7 +256,8 @@ def reweight(
     from lightning_auffusion.attention.manipulations import reweight as run
 
     pipeline, settings = _pipeline(checkpoint, pretrained, use_ema, device, dtype, num_inference_steps=num_inference_steps,
-                                   guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=duration_seconds)
+                                   guidance_scale=guidance_scale, scheduler=scheduler, duration=True,
+                                   duration_seconds=duration_seconds)
     output = run(pipeline, prompt, dict(words), cross_window=cross_window, self_window=self_window, **settings,
                  seed=seed, negative_prompt=negative_prompt)
     record = {"command": "reweight", "prompt": prompt, "words": dict(words), "cross_window": list(cross_window),

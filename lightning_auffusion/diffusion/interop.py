@@ -44,19 +44,22 @@ import torch
 from torch import nn
 
 from lightning_auffusion.diffusion.pipeline import (
+    DTYPES,
     AuffusionPipeline,
+    DtypeName,
+    as_pipeline,
     frontend_kwargs,
     frontend_settings,
 )
 from lightning_auffusion.errors import MissingInputError, UserInputError
 from lightning_auffusion.safe_load import load_weights
+from lightning_auffusion.diffusion.schedulers import DEFAULT_SCHEDULER, make_scheduler
 
 log = logging.getLogger(__name__)
 
 CONDITION_CONFIG = "condition_config.json"
 ADAPTER_WEIGHTS = "condition_adapter.pt"
 EXTRAS_FILE = "lightning_auffusion.json"
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 # ---------------------------------------------------------------------------------------- locating a layout
@@ -232,12 +235,12 @@ def load_released(
         voc.config.check_compatible(frontend.mel_config, f"the front end of {root}")
     extras = _read_json(root / EXTRAS_FILE) if (root / EXTRAS_FILE).is_file() else {}
     pipeline = AuffusionPipeline(
-        unet=unet, vae=vae, conditioner=conditioner, frontend=frontend, scheduler=scheduler, vocoder=voc,
+        unet=unet, vae=vae, conditioner=conditioner, frontend=frontend, vocoder=voc,
         train_scheduler_config=dict(scheduler.config), sampling=extras.get("sampling", {}),
         frame_position_channels=int(extras.get("frame_position_channels", 0)),
     ).freeze()
     if isinstance(dtype, str):
-        dtype = _DTYPES[dtype]
+        dtype = DTYPES[dtype]
     return pipeline.to(device, dtype)
 
 
@@ -324,13 +327,13 @@ def export_released(
     feature_extractor: bool = True,
 ) -> Path:
     """Write a trained ``AuffusionLDM`` (EMA weights by default) or a pipeline in the released layout."""
-    from lightning_auffusion.diffusion.sampling import make_scheduler
+    with as_pipeline(module_or_pipeline, use_ema) as pipeline:
+        return _export_pipeline(pipeline, out_dir, dtype, feature_extractor)
 
-    pipeline = module_or_pipeline
-    if not isinstance(pipeline, AuffusionPipeline):
-        pipeline = AuffusionPipeline.from_module(module_or_pipeline, use_ema=use_ema)
+
+def _export_pipeline(pipeline: AuffusionPipeline, out_dir, dtype, feature_extractor: bool) -> Path:
     if isinstance(dtype, str):
-        dtype = _DTYPES[dtype]
+        dtype = DTYPES[dtype]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _save_model(pipeline.unet, out / "unet", dtype)
@@ -339,7 +342,7 @@ def export_released(
     vae_config = _read_json(vae_config_path)
     vae_config["scaling_factor"] = pipeline.vae_scaling_factor  # the scale the U-Net was trained with
     vae_config_path.write_text(json.dumps(vae_config, indent=2))
-    make_scheduler("pndm", pipeline.train_scheduler_config).save_pretrained(out / "scheduler")
+    make_scheduler(DEFAULT_SCHEDULER, pipeline.train_scheduler_config).save_pretrained(out / "scheduler")
 
     conditioner = pipeline.conditioner
     entries = []
@@ -390,7 +393,7 @@ def export(
     checkpoint: str,
     output_dir: str = "outputs/export",
     use_ema: bool = True,
-    dtype: str = "float32",
+    dtype: DtypeName = "float32",
     vocoder: str | None = None,
 ) -> str:
     """Export an ``AuffusionLDM`` Lightning checkpoint to the released Auffusion layout.
@@ -404,11 +407,7 @@ def export(
     """
     from lightning_auffusion.diffusion.module import load_ldm_checkpoint
 
-    if dtype not in _DTYPES:
-        raise UserInputError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    module = load_ldm_checkpoint(checkpoint, map_location="cpu")
-    if vocoder is not None:
-        from lightning_auffusion.vocoder.checkpoint import load_vocoder
-
-        module.vocoder = load_vocoder(vocoder).eval().requires_grad_(False)
+    if dtype not in DTYPES:
+        raise UserInputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    module = load_ldm_checkpoint(checkpoint, vocoder=vocoder)
     return str(export_released(module, output_dir, use_ema=use_ema, dtype=dtype))

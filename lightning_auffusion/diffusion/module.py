@@ -20,15 +20,20 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from lightning_auffusion.audio import AuffusionFrontend, ImageConfig, MelConfig
-from lightning_auffusion.diffusion.positions import check_position_channels, with_frame_positions
-from lightning_auffusion.diffusion.conditioning import EncoderSpec, TextConditioner, as_spec, default_encoders
+from lightning_auffusion.coerce import as_dataclass
+from lightning_auffusion.diffusion.conditioning import TextConditioner, default_encoders
 from lightning_auffusion.diffusion.ema import EMAConfig, make_ema, move_ema, swapped_in
+from lightning_auffusion.diffusion.encoders import EncoderSpec
 from lightning_auffusion.diffusion.latent_cache import LatentCache, fingerprint
+from lightning_auffusion.diffusion.positions import (
+    check_position_channels,
+    with_frame_positions,
+)
 from lightning_auffusion.diffusion.sampling import DEFAULT_SAMPLING
+from lightning_auffusion.diffusion.schedulers import build_noise_scheduler
 from lightning_auffusion.diffusion.unet_factory import (
     SD15_REPO,
     SD15_VAE_SCALING_FACTOR,
-    build_noise_scheduler,
     build_unet,
     build_vae,
     prepare_unet,
@@ -40,20 +45,9 @@ log = logging.getLogger(__name__)
 FROZEN_PREFIXES = ("vae.", "conditioner.encoders.", "vocoder.")
 
 
-def _dataclass_or(value: Any, cls: type) -> Any:
-    if value is None or isinstance(value, cls):
-        return value
-    if isinstance(value, dict):
-        return cls(**value)
-    raise TypeError(f"expected {cls.__name__} or a dict of its fields, got {type(value).__name__}")
-
-
 def load_frozen_vocoder(path: str) -> torch.nn.Module:
-    """The vocoder engineer's HiFi-GAN generator from ``path``, in eval mode with no gradients."""
-    try:
-        from lightning_auffusion.vocoder import load_vocoder
-    except ImportError:  # the package may not re-export it
-        from lightning_auffusion.vocoder.checkpoint import load_vocoder
+    """The HiFi-GAN generator of a trained vocoder at ``path``, in eval mode with no gradients."""
+    from lightning_auffusion.vocoder.checkpoint import load_vocoder
 
     vocoder = load_vocoder(path)
     vocoder.eval()
@@ -129,10 +123,10 @@ class AuffusionLDM(LightningModule):
     ) -> None:
         super().__init__()
         check_position_channels(frame_position_channels)
-        specs = [as_spec(e) for e in (encoders if encoders is not None else default_encoders())]
-        mel = _dataclass_or(mel, MelConfig)
-        image = _dataclass_or(image, ImageConfig)
-        ema_config = _dataclass_or(ema_config, EMAConfig) or EMAConfig()
+        specs = [as_dataclass(e, EncoderSpec) for e in (encoders if encoders is not None else default_encoders())]
+        mel = as_dataclass(mel, MelConfig)
+        image = as_dataclass(image, ImageConfig)
+        ema_config = as_dataclass(ema_config, EMAConfig) or EMAConfig()
         if lr_scheduler_interval not in ("step", "epoch"):
             raise UserInputError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -355,8 +349,9 @@ class AuffusionLDM(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.lr_scheduler_interval}}
 
 
-def load_ldm_checkpoint(checkpoint: str, map_location: Any = "cpu") -> AuffusionLDM:
-    """An ``AuffusionLDM`` from a Lightning ``.ckpt``, read with ``weights_only=True`` (never unpickled in full)."""
+def load_ldm_checkpoint(checkpoint: str, map_location: Any = "cpu", vocoder: str | None = None) -> AuffusionLDM:
+    """An ``AuffusionLDM`` from a Lightning ``.ckpt``, read with ``weights_only=True`` (never unpickled in full);
+    ``vocoder`` replaces its own vocoder when given."""
     import pickle
     from pathlib import Path
 
@@ -366,9 +361,12 @@ def load_ldm_checkpoint(checkpoint: str, map_location: Any = "cpu") -> Auffusion
     if not Path(checkpoint).is_file():
         raise MissingInputError(f"checkpoint {checkpoint} not found (a .ckpt written by `fit` with an LDM config)")
     try:
-        return AuffusionLDM.load_from_checkpoint(checkpoint, map_location=map_location, weights_only=True)
+        module = AuffusionLDM.load_from_checkpoint(checkpoint, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise UnsafeCheckpointError(
             f"refused to load checkpoint {checkpoint}: it holds objects beyond tensors and plain types and "
             f"unpickling it could run code; {convert_hint(checkpoint)}"
         ) from None
+    if vocoder is not None:
+        module.vocoder = load_frozen_vocoder(vocoder)
+    return module

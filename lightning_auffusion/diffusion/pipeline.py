@@ -1,37 +1,46 @@
 """``AuffusionPipeline``: the frozen parts needed to turn text into audio, outside any training loop.
 
 A plain class (not a ``DiffusionPipeline``) holding the denoising U-Net, the VAE, the text conditioner,
-the audio front end (image <-> log-mel), an optional vocoder and the default sampling scheduler. It is
-built from a trained ``AuffusionLDM`` (:meth:`AuffusionPipeline.from_module`, EMA weights by default) or
-from the released Hugging Face layout (``lightning_auffusion.diffusion.interop.load_released``), and used
-by the functions of ``lightning_auffusion.diffusion.sampling``.
+the audio front end (image <-> log-mel) and an optional vocoder. It is built from a trained ``AuffusionLDM``
+(:func:`as_pipeline`, or :meth:`AuffusionPipeline.from_module`), from a checkpoint or from the released
+Hugging Face layout (``lightning_auffusion.diffusion.loading``), and used by the functions of
+``lightning_auffusion.diffusion.sampling``.
+
+The EMA rule, the same for every sampler of a training module: with ``use_ema`` and an EMA on the module,
+the EMA weights are swapped into its U-Net for the duration of :func:`as_pipeline` (no copy of the U-Net)
+and the training weights are back afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from lightning_auffusion.diffusion.positions import check_position_channels
+from lightning_auffusion.diffusion.schedulers import DEFAULT_SCHEDULER, make_scheduler
+from lightning_auffusion.diffusion.unet_factory import SD15_VAE_SCALING_FACTOR
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VAE_SCALING_FACTOR = 0.18215  # Stable Diffusion v1.5's latent scale
+DtypeName = Literal["float32", "bfloat16", "float16"]
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class AuffusionPipeline:
     """Text -> latent -> spectrogram image -> log-mel -> waveform, with the parts of an Auffusion model.
 
     ``train_scheduler_config`` is the noise schedule the U-Net was trained with (a diffusers scheduler
-    config); every sampling scheduler is built from it by ``sampling.make_scheduler``. ``scheduler`` is
-    the default sampling scheduler (PNDM as released). ``sampling`` holds default keyword arguments for
-    ``sampling.generate`` (e.g. ``num_inference_steps``, ``guidance_scale``). Without a ``vocoder``,
-    audio comes from Griffin-Lim with ``griffin_lim_iters`` iterations.
+    config); every sampling scheduler is built from it (:meth:`make_scheduler`). ``sampling`` holds the
+    model's own sampling settings (``scheduler``, ``num_inference_steps``, ``guidance_scale``, ...), which
+    commands use for the settings they are not given. Without a ``vocoder``, audio comes from Griffin-Lim
+    with ``griffin_lim_iters`` iterations.
     """
 
     def __init__(
@@ -40,7 +49,6 @@ class AuffusionPipeline:
         vae: nn.Module,
         conditioner: nn.Module,
         frontend: nn.Module,
-        scheduler: Any = None,
         vocoder: nn.Module | None = None,
         vae_scaling_factor: float | None = None,
         train_scheduler_config: dict | None = None,
@@ -48,8 +56,6 @@ class AuffusionPipeline:
         griffin_lim_iters: int = 32,
         frame_position_channels: int = 0,
     ) -> None:
-        from lightning_auffusion.diffusion.sampling import make_scheduler
-
         self.unet = unet
         self.vae = vae
         self.conditioner = conditioner
@@ -58,15 +64,19 @@ class AuffusionPipeline:
         self.frame_position_channels = check_position_channels(frame_position_channels)  # see diffusion.positions
         self.griffin_lim_iters = int(griffin_lim_iters)  # phase-retrieval iterations when no vocoder is attached
         if vae_scaling_factor is None:
-            vae_scaling_factor = getattr(getattr(vae, "config", None), "scaling_factor", None) or DEFAULT_VAE_SCALING_FACTOR
+            vae_scaling_factor = getattr(getattr(vae, "config", None), "scaling_factor", None) or SD15_VAE_SCALING_FACTOR
         self.vae_scaling_factor = float(vae_scaling_factor)
-        if train_scheduler_config is None and scheduler is not None:
-            train_scheduler_config = dict(scheduler.config)
         self.train_scheduler_config = dict(train_scheduler_config) if train_scheduler_config is not None else None
         self.sampling = dict(sampling or {})
-        if scheduler is None:
-            scheduler = make_scheduler(self.sampling.get("scheduler", "pndm"), self.train_scheduler_config)
-        self.scheduler = scheduler
+
+    def make_scheduler(self, name: str | None = None):
+        """A fresh sampling scheduler on the training schedule: ``name``, else the model's own, else PNDM."""
+        return make_scheduler(name or self.sampling.get("scheduler") or DEFAULT_SCHEDULER, self.train_scheduler_config)
+
+    @property
+    def scheduler(self):
+        """A fresh copy of the default sampling scheduler (:meth:`make_scheduler` without a name)."""
+        return self.make_scheduler()
 
     def freeze(self) -> AuffusionPipeline:
         """Put every part in eval mode without gradients (for pipelines that own their parts)."""
@@ -80,9 +90,9 @@ class AuffusionPipeline:
     def from_module(cls, module: nn.Module, use_ema: bool = True) -> AuffusionPipeline:
         """The pipeline of a trained ``AuffusionLDM``.
 
-        With ``use_ema`` and an EMA on the module, the pipeline gets its own copy of the U-Net holding the
-        EMA weights (the module's training weights are left untouched); otherwise it shares the module's
-        parts (no copy, no change to their training mode or ``requires_grad``).
+        It shares the module's parts (no copy, no change to their training mode or ``requires_grad``).
+        With ``use_ema`` and an EMA on the module, the pipeline instead gets its own copy of the U-Net
+        holding the EMA weights, for a pipeline that outlives the call; samplers use :func:`as_pipeline`.
         """
         for name in ("unet", "vae", "conditioner", "frontend", "noise_scheduler"):
             if not hasattr(module, name):
@@ -175,6 +185,20 @@ class AuffusionPipeline:
                 f"{self.unet_downsample_factor}); change the mel config or the model's block count"
             )
         return (self.latent_channels, n_mels // f, self.frames_for(duration_seconds) // f)
+
+
+@contextlib.contextmanager
+def as_pipeline(model: AuffusionPipeline | nn.Module, use_ema: bool = True) -> Iterator[AuffusionPipeline]:
+    """The pipeline of ``model``: a pipeline as it is, or an ``AuffusionLDM``'s parts with its EMA weights
+    swapped into the U-Net while the context is open (with ``use_ema`` and an EMA; no copy of the U-Net)."""
+    if isinstance(model, AuffusionPipeline):
+        yield model
+        return
+    if not hasattr(model, "noise_scheduler"):
+        raise TypeError(f"expected an AuffusionPipeline or AuffusionLDM, got {type(model).__name__}")
+    swap = model.ema_weights() if use_ema and hasattr(model, "ema_weights") else contextlib.nullcontext()
+    with swap:
+        yield AuffusionPipeline.from_module(model, use_ema=False)
 
 
 def frontend_settings(frontend: nn.Module) -> dict[str, Any]:

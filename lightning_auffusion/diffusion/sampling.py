@@ -1,4 +1,4 @@
-"""Sampling: schedulers, the classifier-free-guidance denoising loop, latent <-> audio, and ``generate``.
+"""Sampling: the classifier-free-guidance denoising loop, latent <-> audio, and ``generate``.
 
 Released Auffusion samples with PNDM (100 steps, PLMS without Runge-Kutta warm-up as Stable Diffusion),
 guidance 7.5 with ``eps = eps_u + g (eps_c - eps_u)`` where the unconditional branch sees zeros after the
@@ -11,37 +11,29 @@ i-th entry of a seed list), so a prompt's audio does not depend on the batch it 
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
-from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
+from lightning_auffusion.diffusion.pipeline import AuffusionPipeline, as_pipeline
 from lightning_auffusion.diffusion.positions import with_frame_positions
-from lightning_auffusion.diffusion.unet_factory import sd15_noise_config
+from lightning_auffusion.diffusion.schedulers import (
+    DEFAULT_SCHEDULER,
+    SchedulerName,
+    check_scheduler_name,
+    fresh_scheduler,
+)
 from lightning_auffusion.errors import UserInputError
 
 log = logging.getLogger(__name__)
 
-# Stable Diffusion v1.5's training noise schedule: what the U-Net expects when no config is given.
-SD15_NOISE_SCHEDULE: dict[str, Any] = sd15_noise_config()
-
-# name -> (diffusers class name, settings applied on top of the training schedule)
-SCHEDULER_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "pndm": ("PNDMScheduler", {"skip_prk_steps": True, "set_alpha_to_one": False, "steps_offset": 1}),
-    "ddim": ("DDIMScheduler", {"set_alpha_to_one": False, "steps_offset": 1, "clip_sample": False}),
-    "dpmsolver++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
-    "euler": ("EulerDiscreteScheduler", {}),
-}
-SCHEDULERS = frozenset(SCHEDULER_SETTINGS)
-
 # sampling as released; a model's own ``sampling`` settings (from its config or layout) replace these
 DEFAULT_SAMPLING: dict[str, Any] = {
-    "scheduler": "pndm",
+    "scheduler": DEFAULT_SCHEDULER,
     "num_inference_steps": 100,
     "guidance_scale": 7.5,
     "seed": 0,
@@ -55,23 +47,33 @@ def resolve_sampling(own: dict | None, **given: Any) -> dict[str, Any]:
     return {key: value if value is not None else own.get(key, DEFAULT_SAMPLING.get(key)) for key, value in given.items()}
 
 
-def make_scheduler(name: str, train_scheduler_config: dict | None = None, **overrides: Any):
-    """A fresh diffusers sampling scheduler ``name`` sharing the noise schedule the U-Net was trained with.
+@dataclass
+class SamplingOptions:
+    """The sampling settings a command is given; each one left at None takes the model's own (the
+    ``sampling`` block of its training config, or of the exported layout), else the released value.
 
-    ``train_scheduler_config`` is the training (DDPM) scheduler's config (SD-1.5's schedule when None);
-    its betas, timestep count and prediction type carry over. ``overrides`` set any scheduler argument.
+    Attributes:
+        scheduler: pndm (as released), ddim, dpmsolver++ or euler.
+        num_inference_steps: denoising steps (100 as released; 25 already does well).
+        guidance_scale: classifier-free guidance g in eps_u + g (eps_c - eps_u); 1 disables guidance.
+        duration_seconds: audio length to keep (10 s as released); longer durations widen the spectrogram.
     """
-    import diffusers
 
-    key = name.lower().strip()
-    if key not in SCHEDULER_SETTINGS:
-        raise UserInputError(f"unknown scheduler {name!r}; choose one of {sorted(SCHEDULERS)}")
-    class_name, settings = SCHEDULER_SETTINGS[key]
-    config = dict(train_scheduler_config) if train_scheduler_config is not None else dict(SD15_NOISE_SCHEDULE)
-    cls = getattr(diffusers, class_name)
-    # settings go in as keyword arguments: they win over the config, and keys the training scheduler only
-    # had at their default (its ``_use_default_values``) take this scheduler's own defaults, as in diffusers
-    return cls.from_config(config, **{**settings, **overrides})
+    scheduler: SchedulerName | None = None
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    duration_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.scheduler is not None:
+            check_scheduler_name(self.scheduler)
+
+    def resolve(self, own: dict | None, duration: bool = True) -> dict[str, Any]:
+        """Concrete settings for ``generate`` (without ``duration_seconds`` when ``duration`` is False)."""
+        given = asdict(self)
+        if not duration:
+            given.pop("duration_seconds")
+        return resolve_sampling(own, **given)
 
 
 @dataclass
@@ -261,13 +263,13 @@ def generate(
     module_or_pipeline,
     prompts: str | Sequence[str],
     *,
-    num_inference_steps: int = 100,
-    guidance_scale: float = 7.5,
-    scheduler: str | Any = "pndm",
-    seed: int | Sequence[int] = 0,
+    num_inference_steps: int = DEFAULT_SAMPLING["num_inference_steps"],
+    guidance_scale: float = DEFAULT_SAMPLING["guidance_scale"],
+    scheduler: str | Any = DEFAULT_SAMPLING["scheduler"],
+    seed: int | Sequence[int] = DEFAULT_SAMPLING["seed"],
     negative_prompts: str | Sequence[str] | None = None,
     batch_size: int = 8,
-    duration_seconds: float = 10.0,
+    duration_seconds: float = DEFAULT_SAMPLING["duration_seconds"],
     latents: torch.Tensor | None = None,
     eta: float = 0.0,
     use_ema: bool = True,
@@ -280,7 +282,7 @@ def generate(
     prompt's seed (prompt i uses ``seed + i``) or one seed per prompt. ``negative_prompts`` (one, or one
     per prompt) replace the unconditional zeros with their conditioning. ``latents`` (B, C, h, w) sets the
     initial noise (scaled by the scheduler's ``init_noise_sigma``) instead of the seeds. ``eta`` is DDIM's.
-    A LightningModule is sampled with its EMA weights when ``use_ema`` and it has an EMA.
+    A LightningModule is sampled with its EMA weights when ``use_ema`` and it has an EMA (:func:`as_pipeline`).
     """
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     if not prompts:
@@ -302,13 +304,8 @@ def generate(
         cross_attention_kwargs=cross_attention_kwargs,
         progress=progress,
     )
-    if isinstance(module_or_pipeline, AuffusionPipeline):
-        return _generate(module_or_pipeline, prompts, **settings)
-    module = module_or_pipeline
-    # A LightningModule: swap its EMA weights in for the duration (no copy of the U-Net).
-    swap = module.ema_weights() if use_ema and hasattr(module, "ema_weights") else contextlib.nullcontext()
-    with swap:
-        return _generate(AuffusionPipeline.from_module(module, use_ema=False), prompts, **settings)
+    with as_pipeline(module_or_pipeline, use_ema) as pipeline:
+        return _generate(pipeline, prompts, **settings)
 
 
 def _generate(
@@ -341,7 +338,7 @@ def _generate(
     for start in range(0, len(prompts), batch_size):
         chunk = slice(start, start + batch_size)
         chunk_prompts, chunk_seeds = prompts[chunk], seeds[chunk]
-        sched = make_scheduler(scheduler, pipeline.train_scheduler_config) if isinstance(scheduler, str) else _copy_scheduler(scheduler)
+        sched = fresh_scheduler(scheduler, pipeline.train_scheduler_config)
         noise = latents[chunk].float().cpu() if latents is not None else initial_noise(latent_shape, chunk_seeds)
         noise = noise * sched.init_noise_sigma
         cond = pipeline.conditioner(chunk_prompts)
@@ -379,10 +376,6 @@ def _generate(
         prompts=prompts,
         seeds=seeds,
     )
-
-
-def _copy_scheduler(scheduler):
-    return type(scheduler).from_config(scheduler.config)
 
 
 def _fit_length(audio: torch.Tensor, num_samples: int) -> torch.Tensor:

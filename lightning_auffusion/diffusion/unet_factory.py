@@ -1,4 +1,4 @@
-"""Construction of the diffusers parts: U-Net, VAE, training noise schedule, and U-Net speed options.
+"""Construction of the diffusers parts: U-Net, VAE, and U-Net speed options (noise schedules: ``schedulers``).
 
 A *source* is one of
 
@@ -61,16 +61,6 @@ _SD15_VAE = {
     "sample_size": 512,
     "scaling_factor": SD15_VAE_SCALING_FACTOR,
 }
-_SD15_NOISE = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "prediction_type": "epsilon",
-    "clip_sample": False,
-    "steps_offset": 1,
-    "variance_type": "fixed_small",
-}
 PRESETS = {"sd15": {"unet": _SD15_UNET, "vae": _SD15_VAE}}
 
 
@@ -82,11 +72,6 @@ def sd15_unet_config(**overrides: Any) -> dict[str, Any]:
 def sd15_vae_config(**overrides: Any) -> dict[str, Any]:
     """Stable Diffusion v1.5's ``AutoencoderKL`` config (scaling factor 0.18215), with overrides."""
     return {**_SD15_VAE, **overrides}
-
-
-def sd15_noise_config(**overrides: Any) -> dict[str, Any]:
-    """Stable Diffusion v1.5's DDPM training schedule: 1000 steps, scaled-linear betas 0.00085 -> 0.012, epsilon."""
-    return {**_SD15_NOISE, **overrides}
 
 
 def _expand_preset(config: dict[str, Any], part: str) -> dict[str, Any]:
@@ -188,19 +173,6 @@ def build_vae(source: str | dict[str, Any], subfolder: str = "vae") -> nn.Module
             )
         return vae_from_lightning_checkpoint(source)
     return _from_source(AutoencoderKL, source, subfolder, "vae")
-
-
-def build_noise_scheduler(config: dict[str, Any] | str | None = None) -> Any:
-    """The DDPM training schedule: SD-1.5's by default, a config dict overriding it, or a layout's ``scheduler/``."""
-    from diffusers import DDPMScheduler
-
-    if config is None or isinstance(config, dict):
-        return DDPMScheduler.from_config(sd15_noise_config(**(config or {})))
-    source = os.path.expanduser(config)
-    try:
-        return DDPMScheduler.from_pretrained(source, subfolder="scheduler")
-    except (OSError, ValueError) as err:
-        raise OSError(f"could not load a noise schedule from {source!r}/scheduler: {err}") from err
 
 
 def set_attention(unet: nn.Module, backend: str = "sdpa") -> None:

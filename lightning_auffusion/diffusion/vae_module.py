@@ -28,8 +28,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 
 from lightning_auffusion.audio import AuffusionFrontend, ImageConfig, MelConfig
-from lightning_auffusion.metrics.alignment import AlignmentAccuracy
-from lightning_auffusion.vocoder.griffin_lim import GriffinLim, GriffinLimConfig
+from lightning_auffusion.coerce import as_dataclass
 from lightning_auffusion.diffusion.unet_factory import SD15_REPO, build_vae
 from lightning_auffusion.diffusion.vae_losses import (
     GAN_LOSSES,
@@ -39,14 +38,10 @@ from lightning_auffusion.diffusion.vae_losses import (
     generator_loss,
 )
 from lightning_auffusion.errors import UserInputError
+from lightning_auffusion.metrics.alignment import AlignmentAccuracy
+from lightning_auffusion.vocoder.griffin_lim import GriffinLim, GriffinLimConfig
 
 log = logging.getLogger(__name__)
-
-
-def _dataclass_or(value: Any, cls: type) -> Any:
-    if value is None or isinstance(value, cls):
-        return value
-    return cls(**value)
 
 
 class SpectrogramVAE(LightningModule):
@@ -129,9 +124,9 @@ class SpectrogramVAE(LightningModule):
             raise UserInputError(f"scaling_factor must be 'estimate' or 'keep', got {scaling_factor!r}")
         if perceptual is not None and not isinstance(perceptual.get("class_path"), str):
             raise UserInputError(f"perceptual must be {{'class_path': 'package.Class', 'init_args': {{...}}}}, got {perceptual!r}")
-        mel = _dataclass_or(mel, MelConfig)
-        image = _dataclass_or(image, ImageConfig)
-        val_griffin_lim = _dataclass_or(val_griffin_lim, GriffinLimConfig) or GriffinLimConfig()
+        mel = as_dataclass(mel, MelConfig)
+        image = as_dataclass(image, ImageConfig)
+        val_griffin_lim = as_dataclass(val_griffin_lim, GriffinLimConfig) or GriffinLimConfig()
         self.save_hyperparameters(ignore=["optimizer", "discriminator_optimizer"])
         self.hparams["val_griffin_lim"] = asdict(val_griffin_lim)
         self.hparams["mel"] = asdict(mel) if mel is not None else None

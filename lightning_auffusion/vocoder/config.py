@@ -210,14 +210,3 @@ class DiscriminatorConfig:
         )
         values.update(overrides)
         return cls(**values)
-
-
-def as_config(value: Any, cls: type) -> Any:
-    """Accept a config instance, a dict of its fields, or None (defaults)."""
-    if value is None:
-        return cls()
-    if isinstance(value, cls):
-        return value
-    if isinstance(value, dict):
-        return cls.from_dict(value) if hasattr(cls, "from_dict") else cls(**value)
-    raise TypeError(f"expected {cls.__name__}, a dict of its fields or None, got {type(value).__name__}")

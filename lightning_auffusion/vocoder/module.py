@@ -25,8 +25,9 @@ import torch
 from lightning.pytorch import LightningModule
 
 from lightning_auffusion.audio.mel import LogMelSpectrogram, MelConfig, peak_normalize
+from lightning_auffusion.coerce import as_dataclass
 from lightning_auffusion.metrics.alignment import AlignmentAccuracy
-from lightning_auffusion.vocoder.config import DiscriminatorConfig, GeneratorConfig, as_config
+from lightning_auffusion.vocoder.config import DiscriminatorConfig, GeneratorConfig
 from lightning_auffusion.vocoder.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from lightning_auffusion.vocoder.generator import HifiGanGenerator
 from lightning_auffusion.vocoder.griffin_lim import GriffinLim, GriffinLimConfig
@@ -121,10 +122,10 @@ class VocoderModule(LightningModule):
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
-        gen_cfg = as_config(generator, GeneratorConfig)
-        disc_cfg = as_config(discriminators, DiscriminatorConfig)
-        mel_cfg = as_config(mel, MelConfig)
-        gl_cfg = None if val_griffin_lim is None else as_config(val_griffin_lim, GriffinLimConfig)
+        gen_cfg = as_dataclass(generator, GeneratorConfig) or GeneratorConfig()
+        disc_cfg = as_dataclass(discriminators, DiscriminatorConfig) or DiscriminatorConfig()
+        mel_cfg = as_dataclass(mel, MelConfig) or MelConfig()
+        gl_cfg = as_dataclass(val_griffin_lim, GriffinLimConfig)
         gen_cfg.check_compatible(mel_cfg, "the training mel settings (`mel`)")
         if segment_size <= 0 or segment_size % mel_cfg.hop_length:
             raise ValueError(f"segment_size ({segment_size}) must be a positive multiple of the hop ({mel_cfg.hop_length})")

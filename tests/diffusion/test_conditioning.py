@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_auffusion.diffusion.conditioning import ConditionAdapter, EncoderSpec, TextConditioner
+from lightning_auffusion.diffusion.conditioning import ConditionAdapter, TextConditioner
+from lightning_auffusion.diffusion.encoders import EncoderSpec
 from tests.helpers import (
     TEST_CAPTIONS,
     TINY_WIDTH,

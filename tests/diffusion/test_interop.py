@@ -143,7 +143,7 @@ def _write_sd15_layout(root):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel
 
-    from lightning_auffusion.diffusion.sampling import make_scheduler
+    from lightning_auffusion.diffusion.schedulers import make_scheduler
     from tests.helpers import tiny_encoder_config
 
     torch.manual_seed(7)

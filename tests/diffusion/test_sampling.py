@@ -7,13 +7,12 @@ import torch
 
 from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
 from lightning_auffusion.diffusion.sampling import (
-    SCHEDULERS,
     decode_latents,
     denoise,
     encode_audio,
     generate,
-    make_scheduler,
 )
+from lightning_auffusion.diffusion.schedulers import SCHEDULERS, make_scheduler
 from tests.helpers import TINY_MEL, tiny_ldm, tone_batch
 
 PROMPTS = ["a dog barks loudly", "rain falls on a tin roof", "birds chirp in the morning"]
