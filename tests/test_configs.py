@@ -115,8 +115,9 @@ def _tiny_overrides(files: list[Path], tmp_path: Path, capsys) -> list[str]:
     return args
 
 
+@pytest.mark.usefixtures("single_torch_thread")
 @pytest.mark.parametrize(("command", "files"), COMBINATIONS, ids=IDS)
-def test_config_builds_at_tiny_size(command, files, tmp_path, monkeypatch, capsys, single_torch_thread):
+def test_config_builds_at_tiny_size(command, files, tmp_path, monkeypatch, capsys):
     """The Trainer, its logger and callbacks, the module and the data module are instantiated."""
     monkeypatch.chdir(tmp_path)  # configs with literal relative run folders write nothing into the repository
     cli = AuffusionCLI(args=[*_config_args(files), *_tiny_overrides(files, tmp_path, capsys)], run=False)

@@ -3,7 +3,8 @@
 Importing the package is cheap: the names below load their module on first use.
 
 * ``AttentionRecorder`` (capture): record cross-attention probabilities of chosen U-Net layers.
-* ``generate_with_attention_maps`` / ``AttentionMapWriter`` (recording): figures beside generated audio.
+* ``generate_with_attention_maps`` (recording): figures beside generated audio (``predict`` runs:
+  ``lightning_auffusion.callbacks.attention_maps.AttentionMapWriter``).
 * ``attention_figure`` (figures): the spectrogram with per-token heat maps.
 * ``style_transfer``, ``inpaint``, ``word_swap``, ``reweight`` (manipulations): the paper's appendix E.
 """
@@ -20,7 +21,6 @@ _LAZY = {
     "attention_figure": "lightning_auffusion.attention.figures",
     "generate_with_attention_maps": "lightning_auffusion.attention.recording",
     "generate_recording_attention": "lightning_auffusion.attention.recording",
-    "AttentionMapWriter": "lightning_auffusion.attention.recording",
     "ManipulationOutput": "lightning_auffusion.attention.manipulations",
     "style_transfer": "lightning_auffusion.attention.manipulations",
     "inpaint": "lightning_auffusion.attention.manipulations",

@@ -59,7 +59,7 @@ def write_outputs(output, output_dir: str, name: str, record: dict) -> dict:
 
 
 def _slug(text: str) -> str:
-    from lightning_auffusion.callbacks.audio_writer import slugify
+    from lightning_auffusion.audio.writers import slugify
 
     return slugify(text, max_length=40)
 

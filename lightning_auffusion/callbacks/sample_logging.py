@@ -230,7 +230,7 @@ class SampleLoggingCallback(Callback):
     def _save(self, output, figures, step: int, hop: int) -> None:
         from lightning_auffusion.attention.figures import save_figure
         from lightning_auffusion.attention.recording import ATTENTION_SUFFIX
-        from lightning_auffusion.callbacks.audio_writer import output_stem, write_generation
+        from lightning_auffusion.audio.writers import output_stem, write_generation
 
         folder = os.path.join(self.save_dir, f"step_{step:07d}")
         write_generation(output, folder, spectrograms=self.spectrograms, hop_length=hop)

@@ -12,6 +12,8 @@ from typing import Any
 
 _EXPORTS = {
     "AudioShardDataModule": "datamodule",
+    "PromptDataModule": "prompts",
+    "collect_prompts": "prompts",
     "ClipEntry": "manifest",
     "Manifest": "manifest",
     "ManifestConfig": "manifest",

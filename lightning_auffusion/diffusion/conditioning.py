@@ -22,13 +22,8 @@ import torch
 from torch import nn
 
 from lightning_auffusion.coerce import as_dataclass
+from lightning_auffusion.diffusion.encoders import EncoderSpec, build_text_encoder, build_tokenizer, hidden_size
 from lightning_auffusion.errors import UserInputError
-from lightning_auffusion.diffusion.encoders import (
-    EncoderSpec,
-    build_text_encoder,
-    build_tokenizer,
-    hidden_size,
-)
 
 log = logging.getLogger(__name__)
 

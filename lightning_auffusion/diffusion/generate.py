@@ -63,8 +63,8 @@ def generate(
         dtype: precision of U-Net, VAE and text encoders: float32, bfloat16 or float16 (GPU).
         vocoder: another vocoder (a vocoder .ckpt or exported folder) instead of the model's own.
     """
-    from lightning_auffusion.callbacks.audio_writer import write_generation
-    from lightning_auffusion.diffusion.prompts import collect_prompts
+    from lightning_auffusion.audio.writers import write_generation
+    from lightning_auffusion.data.prompts import collect_prompts
     from lightning_auffusion.diffusion.sampling import SamplingOptions
     from lightning_auffusion.diffusion.sampling import generate as sample
 

@@ -12,7 +12,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, Dataset
 
-from lightning_auffusion.attention.recording import AttentionMapWriter
+from lightning_auffusion.callbacks.attention_maps import AttentionMapWriter
 from lightning_auffusion.callbacks.audio_writer import AudioPredictionWriter
 from lightning_auffusion.callbacks.sample_logging import (
     DEMO_PROMPTS,
@@ -139,7 +139,7 @@ def test_only_rank_zero_logs(ldm):
 
 
 def test_predict_writes_attention_figures_beside_the_audio(ldm, tmp_path, monkeypatch):
-    from lightning_auffusion.diffusion.prompts import PromptDataModule
+    from lightning_auffusion.data.prompts import PromptDataModule
 
     monkeypatch.setattr(ldm, "sampling", {**ldm.sampling, **SAMPLING})
     before = dict(ldm.unet.attn_processors)

@@ -10,14 +10,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from lightning_auffusion.callbacks.audio_writer import (
-    AudioPredictionWriter,
-    output_stem,
-    slugify,
-)
+from lightning_auffusion.audio.writers import output_stem, slugify
+from lightning_auffusion.callbacks.audio_writer import AudioPredictionWriter
 from lightning_auffusion.diffusion.generate import generate as generate_command
 from lightning_auffusion.diffusion.interop import export_released
-from lightning_auffusion.diffusion.prompts import (
+from lightning_auffusion.data.prompts import (
     PromptDataModule,
     collect_prompts,
     read_prompts,
