@@ -29,6 +29,7 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from lightning_auffusion.audio import AuffusionFrontend, ImageConfig, MelConfig
 from lightning_auffusion.coerce import as_dataclass
+from lightning_auffusion.optim import step_without_counting
 from lightning_auffusion.diffusion.unet_factory import SD15_REPO, build_vae
 from lightning_auffusion.diffusion.vae_losses import (
     GAN_LOSSES,
@@ -265,7 +266,7 @@ class SpectrogramVAE(LightningModule):
             d_loss = discriminator_loss(real_logits, fake_logits, hp.gan_loss)
             opt_d.zero_grad()
             self.manual_backward(d_loss)
-            opt_d.step()
+            step_without_counting(opt_d)  # global_step counts batches (autoencoder steps), as for the vocoder
             terms["d_loss"] = d_loss
         self.ae_steps += 1
         batch_size = images.shape[0]

@@ -27,6 +27,7 @@ from lightning.pytorch import LightningModule
 from lightning_auffusion.audio.mel import LogMelSpectrogram, MelConfig, peak_normalize
 from lightning_auffusion.coerce import as_dataclass
 from lightning_auffusion.metrics.alignment import AlignmentAccuracy
+from lightning_auffusion.optim import step_without_counting
 from lightning_auffusion.vocoder.config import DiscriminatorConfig, GeneratorConfig
 from lightning_auffusion.vocoder.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from lightning_auffusion.vocoder.generator import HifiGanGenerator
@@ -37,21 +38,6 @@ from lightning_auffusion.vocoder.stft_loss import DEFAULT_RESOLUTIONS, multi_res
 
 log = logging.getLogger(__name__)
 DEFAULT_GRIFFIN_LIM = GriffinLimConfig()  # the validation reference: 32 iterations, fast Griffin-Lim
-
-
-def _noop() -> None:
-    return None
-
-
-def step_without_counting(optimizer: Any) -> None:
-    """``optimizer.step()`` through Lightning's strategy (precision plugin, grad scaler) without advancing
-    the loop's optimizer-step progress, i.e. without incrementing ``trainer.global_step``."""
-    hooks = (optimizer._on_before_step, optimizer._on_after_step)
-    optimizer._on_before_step = optimizer._on_after_step = _noop
-    try:
-        optimizer.step()
-    finally:
-        optimizer._on_before_step, optimizer._on_after_step = hooks
 
 
 class VocoderModule(LightningModule):
