@@ -58,7 +58,7 @@ class Clock:
     """Wall time and this process's CPU time; with one thread, clips per CPU-second is the per-core rate
     and stays meaningful when other jobs share the machine."""
 
-    def __enter__(self) -> "Clock":
+    def __enter__(self) -> Clock:
         self.wall, self.cpu = time.perf_counter(), time.process_time()
         return self
 

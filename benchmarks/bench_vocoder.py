@@ -26,7 +26,13 @@ from pathlib import Path
 import torch
 
 from lightning_auffusion.audio import LogMelSpectrogram, MelConfig
-from lightning_auffusion.vocoder import DiscriminatorConfig, GeneratorConfig, GriffinLim, GriffinLimConfig, HifiGanGenerator
+from lightning_auffusion.vocoder import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    GriffinLim,
+    GriffinLimConfig,
+    HifiGanGenerator,
+)
 from lightning_auffusion.vocoder.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
 
 START, END = "<!-- bench_vocoder:start -->", "<!-- bench_vocoder:end -->"

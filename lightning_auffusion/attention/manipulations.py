@@ -23,9 +23,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lightning_auffusion.attention.prompt_to_prompt import ReweightController, WordSwapController, swap_mapper, word_weights
+from lightning_auffusion.attention.prompt_to_prompt import (
+    ReweightController,
+    WordSwapController,
+    swap_mapper,
+    word_weights,
+)
 from lightning_auffusion.diffusion.pipeline import AuffusionPipeline, as_pipeline
-from lightning_auffusion.diffusion.sampling import DEFAULT_SAMPLING, decode_latents, denoise, encode_audio, initial_noise
+from lightning_auffusion.diffusion.sampling import (
+    DEFAULT_SAMPLING,
+    decode_latents,
+    denoise,
+    encode_audio,
+    initial_noise,
+)
 
 DEFAULT_INPAINT_SPAN = (2.56, 7.68)  # frames 256-768 at hop 160 / 16 kHz
 

@@ -13,7 +13,12 @@ import logging
 import os
 from collections.abc import Sequence
 
-from lightning_auffusion.attention.capture import DEFAULT_RESOLUTIONS, AttentionRecorder, TokenAttention, token_attention
+from lightning_auffusion.attention.capture import (
+    DEFAULT_RESOLUTIONS,
+    AttentionRecorder,
+    TokenAttention,
+    token_attention,
+)
 from lightning_auffusion.attention.figures import attention_figure, save_figure
 from lightning_auffusion.diffusion.pipeline import AuffusionPipeline, as_pipeline
 from lightning_auffusion.diffusion.sampling import DEFAULT_SAMPLING, GenerationOutput, generate

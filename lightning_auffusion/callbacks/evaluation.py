@@ -201,7 +201,6 @@ class EvaluationCallback(Callback):
         clips, rate = [], 16000
         if self.attention_localisation:
             from lightning_auffusion.attention.localisation import LocalisationCollector
-
             from lightning_auffusion.diffusion.sampling import DEFAULT_SAMPLING
 
             duration = self.sampling.get("duration_seconds", DEFAULT_SAMPLING["duration_seconds"])  # what generate cuts to

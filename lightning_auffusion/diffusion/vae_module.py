@@ -29,7 +29,6 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from lightning_auffusion.audio import AuffusionFrontend, ImageConfig, MelConfig
 from lightning_auffusion.coerce import as_dataclass
-from lightning_auffusion.optim import step_without_counting
 from lightning_auffusion.diffusion.unet_factory import SD15_REPO, build_vae
 from lightning_auffusion.diffusion.vae_losses import (
     GAN_LOSSES,
@@ -40,6 +39,7 @@ from lightning_auffusion.diffusion.vae_losses import (
 )
 from lightning_auffusion.errors import UserInputError
 from lightning_auffusion.metrics.alignment import AlignmentAccuracy
+from lightning_auffusion.optim import step_without_counting
 from lightning_auffusion.vocoder.griffin_lim import GriffinLim, GriffinLimConfig
 
 log = logging.getLogger(__name__)

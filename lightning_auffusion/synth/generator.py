@@ -151,9 +151,8 @@ def espeak_available() -> bool:
 def render_speech(event: dict[str, Any], sample_rate: int, duration: float, rng: np.random.Generator,
                   cfg: SynthConfig = SynthConfig()) -> tuple[np.ndarray, list[dict[str, Any]]] | None:
     """A clip of espeak-ng saying ``event['words']``, or None if espeak-ng fails."""
-    from scipy.signal import resample_poly
-
     import soundfile as sf
+    from scipy.signal import resample_poly
 
     total = int(round(duration * sample_rate))
     with tempfile.TemporaryDirectory() as tmp:

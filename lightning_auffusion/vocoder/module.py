@@ -32,7 +32,12 @@ from lightning_auffusion.vocoder.config import DiscriminatorConfig, GeneratorCon
 from lightning_auffusion.vocoder.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
 from lightning_auffusion.vocoder.generator import HifiGanGenerator
 from lightning_auffusion.vocoder.griffin_lim import GriffinLim, GriffinLimConfig
-from lightning_auffusion.vocoder.losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss, mel_l1_loss
+from lightning_auffusion.vocoder.losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    mel_l1_loss,
+)
 from lightning_auffusion.vocoder.metrics import LogMelL1Distance, MultiResolutionSTFTDistance
 from lightning_auffusion.vocoder.stft_loss import DEFAULT_RESOLUTIONS, multi_resolution_stft_distance
 

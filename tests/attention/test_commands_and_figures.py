@@ -11,7 +11,13 @@ import soundfile as sf
 import torch
 
 from lightning_auffusion.attention.capture import TokenAttention
-from lightning_auffusion.attention.figures import attention_figure, clean_piece, figure_to_array, save_figure, wandb_image
+from lightning_auffusion.attention.figures import (
+    attention_figure,
+    clean_piece,
+    figure_to_array,
+    save_figure,
+    wandb_image,
+)
 from lightning_auffusion.cli import main
 from tests.attention.conftest import STEPS
 

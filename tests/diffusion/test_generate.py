@@ -12,13 +12,13 @@ import torch
 
 from lightning_auffusion.audio.writers import output_stem, slugify
 from lightning_auffusion.callbacks.audio_writer import AudioPredictionWriter
-from lightning_auffusion.diffusion.generate import generate as generate_command
-from lightning_auffusion.diffusion.interop import export_released
 from lightning_auffusion.data.prompts import (
     PromptDataModule,
     collect_prompts,
     read_prompts,
 )
+from lightning_auffusion.diffusion.generate import generate as generate_command
+from lightning_auffusion.diffusion.interop import export_released
 from lightning_auffusion.plotting import save_spectrogram_png
 from tests.diffusion.test_sampling import single_thread, tiny_vocoder  # noqa: F401 (autouse fixture)
 from tests.helpers import tiny_ldm

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_auffusion.diffusion.unet_factory import build_unet, build_vae, count_parameters, sd15_unet_config, sd15_vae_config
+from lightning_auffusion.diffusion.unet_factory import (
+    build_unet,
+    build_vae,
+    count_parameters,
+    sd15_unet_config,
+    sd15_vae_config,
+)
 from tests.helpers import single_torch_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")

@@ -3,7 +3,12 @@ import math
 import pytest
 import torch
 
-from lightning_auffusion.vocoder.losses import discriminator_loss, feature_matching_loss, generator_adversarial_loss, mel_l1_loss
+from lightning_auffusion.vocoder.losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_adversarial_loss,
+    mel_l1_loss,
+)
 from lightning_auffusion.vocoder.metrics import LogMelL1Distance, MultiResolutionSTFTDistance
 from lightning_auffusion.vocoder.stft_loss import multi_resolution_stft_distance
 
