@@ -94,7 +94,7 @@ class ModelSource:
         device = resolve_device(self.device)
         dtype = check_dtype(self.dtype, device)
         pipeline = load_pipeline(self.checkpoint, self.pretrained, use_ema=self.use_ema, vocoder=self.vocoder)
-        return pipeline.to(device, dtype)
+        return pipeline.to(device, dtype if dtype != pipeline.dtype else None)  # no cast when already there
 
     @property
     def name(self) -> str | None:
