@@ -13,22 +13,21 @@ import json
 import logging
 from pathlib import Path
 
+from typing_extensions import Unpack
+
+from lightning_auffusion.diffusion.options import EditOptions, GenerateOptions, split_options
 from lightning_auffusion.errors import MissingInputError
-from lightning_auffusion.diffusion.pipeline import DtypeName
-from lightning_auffusion.diffusion.schedulers import SchedulerName
 
 log = logging.getLogger(__name__)
 MANIFEST = "manipulations.jsonl"
 
 
-def _pipeline(checkpoint: str | None, pretrained: str | None, use_ema: bool, device: str, dtype: str,
-              duration: bool = False, **sampling):
-    """(pipeline, sampling settings): each setting left at None takes the model's own, else the released one."""
-    from lightning_auffusion.diffusion.loading import ModelSource
-    from lightning_auffusion.diffusion.sampling import SamplingOptions
-
-    pipeline = ModelSource(checkpoint, pretrained, use_ema=use_ema, device=device, dtype=dtype).load()
-    return pipeline, SamplingOptions(**sampling).resolve(pipeline.sampling, duration=duration)
+def _pipeline(options: dict, duration: bool):
+    """(pipeline, sampling options, resolved settings) of a command's ``**options``: each sampling setting
+    left unset takes the model's own, else the released one."""
+    source, sampling = split_options(options)
+    pipeline = source.load()
+    return pipeline, sampling, sampling.resolve(pipeline.sampling, duration=duration)
 
 
 def _check_file(path: str) -> None:
@@ -68,44 +67,26 @@ def style_transfer(
     audio: str,
     prompt: str,
     strength: float = 0.5,
-    checkpoint: str | None = None,
-    pretrained: str | None = None,
     output_dir: str = "outputs/style_transfer",
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    scheduler: SchedulerName | None = None,
-    seed: int = 0,
-    negative_prompt: str | None = None,
-    use_ema: bool = True,
-    device: str = "auto",
-    dtype: DtypeName = "float32",
+    **options: Unpack[EditOptions],
 ) -> str:
-    """SDEdit an audio file towards a prompt (paper appendix E.2).
+    """SDEdit an audio file towards a prompt (paper appendix E.2): the source is noised with ``seed`` to
+    ``strength`` of the schedule and the last ``strength x num_inference_steps`` steps are run.
 
     Args:
         audio: source audio file (resampled to the model's rate, mono, cut to one clip).
         prompt: text the result should match.
         strength: fraction of the schedule the source is noised to: 0 keeps it, 1 ignores it (paper: 0.1-0.7).
-        checkpoint: an AuffusionLDM Lightning checkpoint (.ckpt from `fit`).
-        pretrained: a released Auffusion layout: local directory or Hugging Face hub id.
         output_dir: folder for the WAV/PNG files and manipulations.jsonl.
-        num_inference_steps: steps of the full schedule (strength x steps are run).
-        guidance_scale: classifier-free guidance scale.
-        scheduler: pndm (as released), ddim, dpmsolver++ or euler. Steps, guidance, scheduler (and duration)
-            default to the model's own sampling settings, else as released.
-        seed: seed of the noise added to the source.
-        negative_prompt: conditioning that replaces the unconditional zeros.
-        use_ema: sample with the EMA weights of a checkpoint that kept an EMA.
-        device: auto, cpu, cuda or cuda:<n>.
-        dtype: float32, bfloat16 or float16 (GPU) for U-Net, VAE and text encoders.
+        **options: the model and sampling options (see ``lightning_auffusion.diffusion.options``).
     """
     from lightning_auffusion.attention.manipulations import style_transfer as run
 
     _check_file(audio)
-    pipeline, settings = _pipeline(checkpoint, pretrained, use_ema, device, dtype, num_inference_steps=num_inference_steps,
-                                   guidance_scale=guidance_scale, scheduler=scheduler)
-    output = run(pipeline, audio, prompt, strength, **settings, seed=seed, negative_prompt=negative_prompt)
-    record = {"command": "style-transfer", "audio": audio, "prompt": prompt, "strength": strength, "seed": seed, **settings}
+    pipeline, sampling, settings = _pipeline(options, duration=False)
+    output = run(pipeline, audio, prompt, strength, **settings, seed=sampling.seed, negative_prompt=sampling.negative_prompt)
+    record = {"command": "style-transfer", "audio": audio, "prompt": prompt, "strength": strength, "seed": sampling.seed,
+              **settings}
     write_outputs(output, output_dir, f"style_{strength:.2f}_{_slug(prompt)}", record)
     return output_dir
 
@@ -116,17 +97,8 @@ def inpaint(
     start_s: float = 2.56,
     end_s: float = 7.68,
     strength: float = 1.0,
-    checkpoint: str | None = None,
-    pretrained: str | None = None,
     output_dir: str = "outputs/inpaint",
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    scheduler: SchedulerName | None = None,
-    seed: int = 0,
-    negative_prompt: str | None = None,
-    use_ema: bool = True,
-    device: str = "auto",
-    dtype: DtypeName = "float32",
+    **options: Unpack[EditOptions],
 ) -> str:
     """Regenerate a time span of an audio file, keeping the rest (paper appendix E.3).
 
@@ -136,28 +108,17 @@ def inpaint(
         start_s: start of the span to regenerate, seconds (2.56 = frame 256).
         end_s: end of the span, seconds (7.68 = frame 768).
         strength: 1 regenerates the span from pure noise; lower values start from the noised source.
-        checkpoint: an AuffusionLDM Lightning checkpoint (.ckpt from `fit`).
-        pretrained: a released Auffusion layout: local directory or Hugging Face hub id.
         output_dir: folder for the WAV/PNG files and manipulations.jsonl.
-        num_inference_steps: denoising steps.
-        guidance_scale: classifier-free guidance scale.
-        scheduler: pndm (as released), ddim, dpmsolver++ or euler. Steps, guidance, scheduler (and duration)
-            default to the model's own sampling settings, else as released.
-        seed: seed of the noise.
-        negative_prompt: conditioning that replaces the unconditional zeros.
-        use_ema: sample with the EMA weights of a checkpoint that kept an EMA.
-        device: auto, cpu, cuda or cuda:<n>.
-        dtype: float32, bfloat16 or float16 (GPU) for U-Net, VAE and text encoders.
+        **options: the model and sampling options (see ``lightning_auffusion.diffusion.options``).
     """
     from lightning_auffusion.attention.manipulations import inpaint as run
 
     _check_file(audio)
-    pipeline, settings = _pipeline(checkpoint, pretrained, use_ema, device, dtype, num_inference_steps=num_inference_steps,
-                                   guidance_scale=guidance_scale, scheduler=scheduler)
-    output = run(pipeline, audio, prompt, start_s, end_s, strength=strength, **settings, seed=seed,
-                 negative_prompt=negative_prompt)
-    record = {"command": "inpaint", "audio": audio, "prompt": prompt, "start_s": start_s, "end_s": end_s, "seed": seed,
-              "strength": strength, **settings}
+    pipeline, sampling, settings = _pipeline(options, duration=False)
+    output = run(pipeline, audio, prompt, start_s, end_s, strength=strength, **settings, seed=sampling.seed,
+                 negative_prompt=sampling.negative_prompt)
+    record = {"command": "inpaint", "audio": audio, "prompt": prompt, "start_s": start_s, "end_s": end_s,
+              "seed": sampling.seed, "strength": strength, **settings}
     write_outputs(output, output_dir, f"inpaint_{start_s:g}-{end_s:g}_{_slug(prompt)}", record)
     return output_dir
 
@@ -167,49 +128,27 @@ def word_swap(
     target_prompt: str,
     cross_window: tuple[float, float] = (0.0, 0.8),
     self_window: tuple[float, float] = (0.0, 0.4),
-    checkpoint: str | None = None,
-    pretrained: str | None = None,
     output_dir: str = "outputs/word_swap",
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    scheduler: SchedulerName | None = None,
-    seed: int = 0,
-    duration_seconds: float | None = None,
-    negative_prompt: str | None = None,
-    use_ema: bool = True,
-    device: str = "auto",
-    dtype: DtypeName = "float32",
+    **options: Unpack[GenerateOptions],
 ) -> str:
-    """Prompt-to-prompt word replacement (paper appendix E.4): the target prompt keeps the source's attention.
+    """Prompt-to-prompt word replacement (paper appendix E.4): the target prompt keeps the source's attention;
+    both start from the same noise (``seed``).
 
     Args:
         source_prompt: the original prompt, e.g. "A man is speaking in a huge room".
         target_prompt: the same prompt with words swapped one for one, e.g. "A man is speaking in a small room".
         cross_window: [start, end) fraction of the steps where the target uses the source's cross-attention.
         self_window: [start, end) fraction of the steps where it copies the source's self-attention.
-        checkpoint: an AuffusionLDM Lightning checkpoint (.ckpt from `fit`).
-        pretrained: a released Auffusion layout: local directory or Hugging Face hub id.
         output_dir: folder for the WAV/PNG files and manipulations.jsonl.
-        num_inference_steps: denoising steps.
-        guidance_scale: classifier-free guidance scale.
-        scheduler: pndm (as released), ddim, dpmsolver++ or euler. Steps, guidance, scheduler (and duration)
-            default to the model's own sampling settings, else as released.
-        seed: seed of the shared initial noise.
-        duration_seconds: audio length to keep.
-        negative_prompt: conditioning that replaces the unconditional zeros.
-        use_ema: sample with the EMA weights of a checkpoint that kept an EMA.
-        device: auto, cpu, cuda or cuda:<n>.
-        dtype: float32, bfloat16 or float16 (GPU) for U-Net, VAE and text encoders.
+        **options: the model and sampling options (see ``lightning_auffusion.diffusion.options``).
     """
     from lightning_auffusion.attention.manipulations import word_swap as run
 
-    pipeline, settings = _pipeline(checkpoint, pretrained, use_ema, device, dtype, num_inference_steps=num_inference_steps,
-                                   guidance_scale=guidance_scale, scheduler=scheduler, duration=True,
-                                   duration_seconds=duration_seconds)
+    pipeline, sampling, settings = _pipeline(options, duration=True)
     output = run(pipeline, source_prompt, target_prompt, cross_window=cross_window, self_window=self_window, **settings,
-                 seed=seed, negative_prompt=negative_prompt)
+                 seed=sampling.seed, negative_prompt=sampling.negative_prompt)
     record = {"command": "word-swap", "source_prompt": source_prompt, "target_prompt": target_prompt,
-              "cross_window": list(cross_window), "self_window": list(self_window), "seed": seed, **settings}
+              "cross_window": list(cross_window), "self_window": list(self_window), "seed": sampling.seed, **settings}
     write_outputs(output, output_dir, f"swap_{_slug(target_prompt)}", record)
     return output_dir
 
@@ -219,49 +158,27 @@ def reweight(
     words: dict[str, float],
     cross_window: tuple[float, float] = (0.0, 0.8),
     self_window: tuple[float, float] = (0.0, 0.4),
-    checkpoint: str | None = None,
-    pretrained: str | None = None,
     output_dir: str = "outputs/reweight",
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    scheduler: SchedulerName | None = None,
-    seed: int = 0,
-    duration_seconds: float | None = None,
-    negative_prompt: str | None = None,
-    use_ema: bool = True,
-    device: str = "auto",
-    dtype: DtypeName = "float32",
+    **options: Unpack[GenerateOptions],
 ) -> str:
-    """Scale the cross-attention of chosen prompt words (paper appendix E.5).
+    """Scale the cross-attention of chosen prompt words (paper appendix E.5); the edited and the plain run
+    start from the same noise (``seed``).
 
     Args:
         prompt: the prompt, e.g. "Chopping tomatoes on a wooden table".
         words: word -> attention factor, e.g. '{"chopping": 2.0}' (>1 strengthens, <1 weakens).
         cross_window: [start, end) fraction of the steps where the re-weighting applies.
         self_window: [start, end) fraction of the steps where the edited run copies the plain run's self-attention.
-        checkpoint: an AuffusionLDM Lightning checkpoint (.ckpt from `fit`).
-        pretrained: a released Auffusion layout: local directory or Hugging Face hub id.
         output_dir: folder for the WAV/PNG files and manipulations.jsonl.
-        num_inference_steps: denoising steps.
-        guidance_scale: classifier-free guidance scale.
-        scheduler: pndm (as released), ddim, dpmsolver++ or euler. Steps, guidance, scheduler (and duration)
-            default to the model's own sampling settings, else as released.
-        seed: seed of the shared initial noise.
-        duration_seconds: audio length to keep.
-        negative_prompt: conditioning that replaces the unconditional zeros.
-        use_ema: sample with the EMA weights of a checkpoint that kept an EMA.
-        device: auto, cpu, cuda or cuda:<n>.
-        dtype: float32, bfloat16 or float16 (GPU) for U-Net, VAE and text encoders.
+        **options: the model and sampling options (see ``lightning_auffusion.diffusion.options``).
     """
     from lightning_auffusion.attention.manipulations import reweight as run
 
-    pipeline, settings = _pipeline(checkpoint, pretrained, use_ema, device, dtype, num_inference_steps=num_inference_steps,
-                                   guidance_scale=guidance_scale, scheduler=scheduler, duration=True,
-                                   duration_seconds=duration_seconds)
+    pipeline, sampling, settings = _pipeline(options, duration=True)
     output = run(pipeline, prompt, dict(words), cross_window=cross_window, self_window=self_window, **settings,
-                 seed=seed, negative_prompt=negative_prompt)
+                 seed=sampling.seed, negative_prompt=sampling.negative_prompt)
     record = {"command": "reweight", "prompt": prompt, "words": dict(words), "cross_window": list(cross_window),
-              "self_window": list(self_window), "seed": seed, **settings}
+              "self_window": list(self_window), "seed": sampling.seed, **settings}
     tag = "-".join(f"{_slug(w)}{v:g}" for w, v in words.items())
     write_outputs(output, output_dir, f"reweight_{tag}_{_slug(prompt)}", record)
     return output_dir

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -53,27 +53,32 @@ class SamplingOptions:
     ``sampling`` block of its training config, or of the exported layout), else the released value.
 
     Attributes:
-        scheduler: pndm (as released), ddim, dpmsolver++ or euler.
-        num_inference_steps: denoising steps (100 as released; 25 already does well).
-        guidance_scale: classifier-free guidance g in eps_u + g (eps_c - eps_u); 1 disables guidance.
-        duration_seconds: audio length to keep (10 s as released); longer durations widen the spectrogram.
+        scheduler: pndm (as released), ddim, dpmsolver++ or euler; unset: the model's own.
+        num_inference_steps: denoising steps (100 as released; 25 already does well); unset: the model's own.
+        guidance_scale: classifier-free guidance g in eps_u + g (eps_c - eps_u); 1 disables guidance; unset:
+            the model's own.
+        duration_seconds: audio length to keep (10 s as released); longer durations widen the spectrogram;
+            unset: the model's own.
+        seed: seed of the first prompt's noise; prompt i uses seed + i whatever the batching.
+        negative_prompt: conditioning that replaces the unconditional zeros (steers away from it).
     """
 
     scheduler: SchedulerName | None = None
     num_inference_steps: int | None = None
     guidance_scale: float | None = None
     duration_seconds: float | None = None
+    seed: int = DEFAULT_SAMPLING["seed"]
+    negative_prompt: str | None = None
 
     def __post_init__(self) -> None:
         if self.scheduler is not None:
             check_scheduler_name(self.scheduler)
 
     def resolve(self, own: dict | None, duration: bool = True) -> dict[str, Any]:
-        """Concrete settings for ``generate`` (without ``duration_seconds`` when ``duration`` is False)."""
-        given = asdict(self)
-        if not duration:
-            given.pop("duration_seconds")
-        return resolve_sampling(own, **given)
+        """The four model-dependent settings made concrete (``duration_seconds`` left out when ``duration``
+        is False); ``seed`` and ``negative_prompt`` do not depend on the model and stay on the options."""
+        keys = ("scheduler", "num_inference_steps", "guidance_scale") + (("duration_seconds",) if duration else ())
+        return resolve_sampling(own, **{key: getattr(self, key) for key in keys})
 
 
 @dataclass
