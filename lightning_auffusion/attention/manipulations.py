@@ -70,7 +70,8 @@ def _on_pipeline(func):
 def load_source(pipeline: AuffusionPipeline, audio, sample_rate: int | None = None) -> torch.Tensor:
     """A mono waveform (1, T) at the pipeline's rate, cut to the clip the front end sees, from a file path,
     a numpy array or a tensor ((T,) or (1, T); ``sample_rate`` resamples it when it differs)."""
-    from lightning_auffusion.audio import load_audio, resample
+    from lightning_auffusion.audio import load_audio
+    from lightning_auffusion.audio.resample import resample
 
     target = pipeline.sample_rate
     if isinstance(audio, str) or hasattr(audio, "__fspath__"):

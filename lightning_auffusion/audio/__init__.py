@@ -1,20 +1,21 @@
-"""Audio front end: loading, resampling, Auffusion's log-mel and the spectrogram <-> image mapping."""
+"""Audio front end: loading, resampling, Auffusion's log-mel and the spectrogram <-> image mapping.
 
-from lightning_auffusion.audio.frontend import AuffusionFrontend
-from lightning_auffusion.audio.image import ImageConfig, SpectrogramImage
-from lightning_auffusion.audio.io import AudioLoadError, load_audio, save_wav
-from lightning_auffusion.audio.mel import LogMelSpectrogram, MelConfig, mel_filterbank
-from lightning_auffusion.audio.resample import resample
+Names load from their submodule on first use (``lightning_auffusion._exports``).
+"""
 
-__all__ = [
-    "AudioLoadError",
-    "AuffusionFrontend",
-    "ImageConfig",
-    "LogMelSpectrogram",
-    "MelConfig",
-    "SpectrogramImage",
-    "load_audio",
-    "mel_filterbank",
-    "resample",
-    "save_wav",
-]
+from lightning_auffusion._exports import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "AuffusionFrontend": "frontend",
+        "ImageConfig": "image",
+        "SpectrogramImage": "image",
+        "AudioLoadError": "io",
+        "load_audio": "io",
+        "save_wav": "io",
+        "LogMelSpectrogram": "mel",
+        "MelConfig": "mel",
+        "mel_filterbank": "mel",
+    },
+)

@@ -1,1 +1,17 @@
-"""Lightning callbacks: sample/audio logging, evaluation, attention figures (import from the submodules)."""
+"""Lightning callbacks: sample/audio logging, prediction and attention-map writers, evaluation, vocoder samples.
+
+Names load from their submodule on first use (``lightning_auffusion._exports``).
+"""
+
+from lightning_auffusion._exports import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "AttentionMapWriter": "attention_maps",
+        "AudioPredictionWriter": "audio_writer",
+        "EvaluationCallback": "evaluation",
+        "SampleLoggingCallback": "sample_logging",
+        "VocoderSamplesCallback": "vocoder_samples",
+    },
+)

@@ -1,15 +1,19 @@
-"""The ``evaluate`` subcommand, its audio sources and report writers."""
+"""The ``evaluate`` subcommand, its audio sources and report writers.
 
-from lightning_auffusion.evaluation.command import evaluate, generate_folder
-from lightning_auffusion.evaluation.report import build_report, markdown_report, write_report
-from lightning_auffusion.evaluation.sources import list_audio, read_prompts
+Names load from their submodule on first use (``lightning_auffusion._exports``).
+"""
 
-__all__ = [
-    "build_report",
-    "evaluate",
-    "generate_folder",
-    "list_audio",
-    "markdown_report",
-    "read_prompts",
-    "write_report",
-]
+from lightning_auffusion._exports import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "evaluate": "command",
+        "generate_folder": "command",
+        "build_report": "report",
+        "markdown_report": "report",
+        "write_report": "report",
+        "list_audio": "sources",
+        "read_prompts": "sources",
+    },
+)

@@ -10,30 +10,27 @@
 | alignment | ``AlignmentAccuracy`` | the synthetic analyser's verdicts |
 
 Each is a ``torchmetrics.Metric`` (DDP-safe); ``MetricSuite`` runs the extractors once and feeds them all.
+
+Names load from their submodule on first use (``lightning_auffusion._exports``).
 """
 
-from lightning_auffusion.metrics.alignment import AlignmentAccuracy
-from lightning_auffusion.metrics.clap_score import ClapScore
-from lightning_auffusion.metrics.fad import FrechetAudioDistance
-from lightning_auffusion.metrics.fd import FrechetDistance
-from lightning_auffusion.metrics.frechet import frechet_distance, frechet_distance_from_features
-from lightning_auffusion.metrics.inception_score import InceptionScore, inception_score
-from lightning_auffusion.metrics.kl import KLDivergence, PairingReport, UnpairedClipsError, kl_ref_to_gen
-from lightning_auffusion.metrics.suite import METRICS, MetricSuite
+from lightning_auffusion._exports import lazy_exports
 
-__all__ = [
-    "METRICS",
-    "AlignmentAccuracy",
-    "ClapScore",
-    "FrechetAudioDistance",
-    "FrechetDistance",
-    "InceptionScore",
-    "KLDivergence",
-    "MetricSuite",
-    "PairingReport",
-    "UnpairedClipsError",
-    "frechet_distance",
-    "frechet_distance_from_features",
-    "inception_score",
-    "kl_ref_to_gen",
-]
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "AlignmentAccuracy": "alignment",
+        "ClapScore": "clap_score",
+        "FrechetAudioDistance": "fad",
+        "FrechetDistance": "fd",
+        "frechet_distance": "frechet",
+        "frechet_distance_from_features": "frechet",
+        "InceptionScore": "inception_score",
+        "KLDivergence": "kl",
+        "PairingReport": "kl",
+        "UnpairedClipsError": "kl",
+        "kl_ref_to_gen": "kl",
+        "METRICS": "suite",
+        "MetricSuite": "suite",
+    },
+)

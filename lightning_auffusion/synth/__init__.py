@@ -1,42 +1,31 @@
-"""Synthetic captioned sounds whose captions can be verified, and the analyser that checks them."""
+"""Synthetic captioned sounds whose captions can be verified, and the analyser that checks them.
 
-from .analyser import AnalyserConfig, analyse, score_caption
-from .attributes import (
-    HELDOUT_COMBINATIONS,
-    LOUDNESSES,
-    NOISES,
-    PATTERNS,
-    PITCH_RANGES_HZ,
-    PITCHES,
-    SOURCES,
-    TONES,
-    heldout_prompts,
-    is_heldout,
-    parse_caption,
-    render_captions,
-    sample_events,
+Names load from their submodule on first use (``lightning_auffusion._exports``).
+"""
+
+from lightning_auffusion._exports import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "AnalyserConfig": "analyser",
+        "analyse": "analyser",
+        "score_caption": "analyser",
+        "HELDOUT_COMBINATIONS": "attributes",
+        "LOUDNESSES": "attributes",
+        "NOISES": "attributes",
+        "PATTERNS": "attributes",
+        "PITCHES": "attributes",
+        "PITCH_RANGES_HZ": "attributes",
+        "SOURCES": "attributes",
+        "TONES": "attributes",
+        "heldout_prompts": "attributes",
+        "is_heldout": "attributes",
+        "parse_caption": "attributes",
+        "render_captions": "attributes",
+        "sample_events": "attributes",
+        "synth": "command",
+        "SynthConfig": "generator",
+        "render_clip": "generator",
+    },
 )
-from .command import synth
-from .generator import SynthConfig, render_clip
-
-__all__ = [
-    "AnalyserConfig",
-    "HELDOUT_COMBINATIONS",
-    "LOUDNESSES",
-    "NOISES",
-    "PATTERNS",
-    "PITCHES",
-    "PITCH_RANGES_HZ",
-    "SOURCES",
-    "SynthConfig",
-    "TONES",
-    "analyse",
-    "heldout_prompts",
-    "is_heldout",
-    "parse_caption",
-    "render_captions",
-    "render_clip",
-    "sample_events",
-    "score_caption",
-    "synth",
-]

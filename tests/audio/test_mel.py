@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from lightning_auffusion.audio import AuffusionFrontend, LogMelSpectrogram, MelConfig, mel_filterbank, resample
+from lightning_auffusion.audio import AuffusionFrontend, LogMelSpectrogram, MelConfig, mel_filterbank
 from lightning_auffusion.audio.mel import peak_normalize
+from lightning_auffusion.audio.resample import resample
 
 from .reference_mel import reference_filterbank, reference_log_mel
 from .signals import espeak_speech, synthetic_mixture

@@ -3,7 +3,7 @@ import pytest
 import scipy.signal
 import torch
 
-from lightning_auffusion.audio import resample
+from lightning_auffusion.audio.resample import resample
 
 
 @pytest.mark.parametrize("orig,new", [(48000, 16000), (44100, 16000), (22050, 16000), (8000, 16000), (16000, 22050)])

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from lightning_auffusion.audio import LogMelSpectrogram, MelConfig
-from lightning_auffusion.vocoder import GriffinLim, GriffinLimConfig, griffin_lim
+from lightning_auffusion.vocoder import GriffinLim, GriffinLimConfig
+from lightning_auffusion.vocoder.griffin_lim import griffin_lim
 from lightning_auffusion.vocoder.stft_loss import multi_resolution_stft_distance, stft_distance_terms
 
 from .helpers import tone

@@ -1,50 +1,33 @@
-"""Feature extractors of the objective metrics (Cnn14, VGGish, CLAP) and their weight files."""
+"""Feature extractors of the objective metrics (Cnn14, VGGish, CLAP) and their weight files.
 
-from lightning_auffusion.metrics.extractors.clap import ClapEmbedder, load_clap, offline_tokenizer, prepare_clap_audio
-from lightning_auffusion.metrics.extractors.cnn14 import (
-    Cnn14,
-    Cnn14Config,
-    Cnn14Extractor,
-    load_cnn14,
-    prepare_cnn14_audio,
-)
-from lightning_auffusion.metrics.extractors.vggish import (
-    VGGish,
-    VGGishConfig,
-    VGGishExtractor,
-    load_vggish,
-    prepare_vggish_audio,
-)
-from lightning_auffusion.metrics.extractors.weights import (
-    WEIGHT_FILES,
-    ChecksumError,
-    MissingWeightsError,
-    WeightFile,
-    WeightStatus,
-    default_weights_dir,
-    locate_weights,
-)
+Names load from their submodule on first use (``lightning_auffusion._exports``).
+"""
 
-__all__ = [
-    "WEIGHT_FILES",
-    "ChecksumError",
-    "ClapEmbedder",
-    "Cnn14",
-    "Cnn14Config",
-    "Cnn14Extractor",
-    "MissingWeightsError",
-    "VGGish",
-    "VGGishConfig",
-    "VGGishExtractor",
-    "WeightFile",
-    "WeightStatus",
-    "default_weights_dir",
-    "load_clap",
-    "load_cnn14",
-    "load_vggish",
-    "locate_weights",
-    "offline_tokenizer",
-    "prepare_clap_audio",
-    "prepare_cnn14_audio",
-    "prepare_vggish_audio",
-]
+from lightning_auffusion._exports import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(
+    __name__,
+    {
+        "ClapEmbedder": "clap",
+        "load_clap": "clap",
+        "offline_tokenizer": "clap",
+        "prepare_clap_audio": "clap",
+        "Cnn14": "cnn14",
+        "Cnn14Config": "cnn14",
+        "Cnn14Extractor": "cnn14",
+        "load_cnn14": "cnn14",
+        "prepare_cnn14_audio": "cnn14",
+        "VGGish": "vggish",
+        "VGGishConfig": "vggish",
+        "VGGishExtractor": "vggish",
+        "load_vggish": "vggish",
+        "prepare_vggish_audio": "vggish",
+        "ChecksumError": "weights",
+        "MissingWeightsError": "weights",
+        "WEIGHT_FILES": "weights",
+        "WeightFile": "weights",
+        "WeightStatus": "weights",
+        "default_weights_dir": "weights",
+        "locate_weights": "weights",
+    },
+)
