@@ -237,22 +237,50 @@ def inpaint(
 
 
 # ------------------------------------------------------------------------------------------ prompt-to-prompt
-def _edit_run(pipeline, prompts, controller_factory, *, num_inference_steps, guidance_scale, scheduler, seed,
-              negative_prompt, duration_seconds) -> ManipulationOutput:
-    """Source + targets from one seed's noise in one batch, with the controller editing the targets."""
-    shape = pipeline.latent_shape(duration_seconds)
-    sched = pipeline.make_scheduler(scheduler)
-    sched.set_timesteps(num_inference_steps, device=pipeline.device)
-    noise = _seeded_noise(shape, seed).expand(len(prompts), *shape) * sched.init_noise_sigma
-    cond, uncond = _conditioning(pipeline, prompts, guidance_scale, negative_prompt)
-    generators = [torch.Generator("cpu").manual_seed(seed) for _ in prompts]
-    with controller_factory(len(sched.timesteps), uncond is not None):
+@dataclass(frozen=True)
+class EditSettings:
+    """Settings of a prompt-to-prompt run (:func:`word_swap`, :func:`reweight`), given as keywords.
+
+    Attributes:
+        cross_window: [start, end) fraction of the steps where the edited run's cross-attention is controlled.
+        self_window: [start, end) fraction of the steps where it copies the source run's self-attention.
+        self_min_downsampling: self-attention is copied only at layers downsampled at least this much.
+        num_inference_steps, guidance_scale, scheduler, duration_seconds: sampling, as ``generate``'s.
+        seed: seed of the noise both runs start from.
+        negative_prompt: conditioning that replaces the unconditional zeros.
+    """
+
+    cross_window: Sequence[float] = (0.0, 0.8)
+    self_window: Sequence[float] = (0.0, 0.4)
+    self_min_downsampling: int = 2
+    num_inference_steps: int = DEFAULT_SAMPLING["num_inference_steps"]
+    guidance_scale: float = DEFAULT_SAMPLING["guidance_scale"]
+    scheduler: str = DEFAULT_SAMPLING["scheduler"]
+    seed: int = DEFAULT_SAMPLING["seed"]
+    negative_prompt: str | None = None
+    duration_seconds: float = DEFAULT_SAMPLING["duration_seconds"]
+
+
+def _edit_run(pipeline, prompts, controller_cls, edit, run: EditSettings) -> ManipulationOutput:
+    """Source + targets from one seed's noise in one batch, with ``controller_cls(..., edit, ...)`` editing
+    the targets."""
+    shape = pipeline.latent_shape(run.duration_seconds)
+    sched = pipeline.make_scheduler(run.scheduler)
+    sched.set_timesteps(run.num_inference_steps, device=pipeline.device)
+    noise = _seeded_noise(shape, run.seed).expand(len(prompts), *shape) * sched.init_noise_sigma
+    cond, uncond = _conditioning(pipeline, prompts, run.guidance_scale, run.negative_prompt)
+    generators = [torch.Generator("cpu").manual_seed(run.seed) for _ in prompts]
+    controller = controller_cls(
+        pipeline.unet, len(sched.timesteps), edit, cross_window=run.cross_window, self_window=run.self_window,
+        self_min_downsampling=run.self_min_downsampling, classifier_free=uncond is not None,
+    )
+    with controller:
         latents = denoise(
             pipeline, cond, uncond, noise.contiguous(), sched,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            num_inference_steps=run.num_inference_steps, guidance_scale=run.guidance_scale,
             step_kwargs={"eta": 0.0, "generator": generators},
         )
-    num_samples = round(duration_seconds * pipeline.sample_rate)
+    num_samples = round(run.duration_seconds * pipeline.sample_rate)
     both = _output(pipeline, latents, prompts, num_samples)
     edited = ManipulationOutput(both.audio[1:], both.logmel[1:], both.image[1:], both.latents[1:], both.sample_rate, prompts[1:])
     edited.source = ManipulationOutput(both.audio[:1], both.logmel[:1], both.image[:1], both.latents[:1], both.sample_rate, prompts[:1])
@@ -261,69 +289,23 @@ def _edit_run(pipeline, prompts, controller_factory, *, num_inference_steps, gui
 
 @torch.no_grad()
 @_on_pipeline
-def word_swap(
-    pipeline,
-    source_prompt: str,
-    target_prompt: str,
-    *,
-    cross_window: Sequence[float] = (0.0, 0.8),
-    self_window: Sequence[float] = (0.0, 0.4),
-    self_min_downsampling: int = 2,
-    num_inference_steps: int = DEFAULT_SAMPLING["num_inference_steps"],
-    guidance_scale: float = DEFAULT_SAMPLING["guidance_scale"],
-    scheduler: str = DEFAULT_SAMPLING["scheduler"],
-    seed: int = DEFAULT_SAMPLING["seed"],
-    negative_prompt: str | None = None,
-    duration_seconds: float = DEFAULT_SAMPLING["duration_seconds"],
-) -> ManipulationOutput:
+def word_swap(pipeline, source_prompt: str, target_prompt: str, **settings) -> ManipulationOutput:
     """Generate ``target_prompt`` with the source prompt's cross-attention (re-indexed to the target's
-    tokens) inside ``cross_window`` and the source's self-attention inside ``self_window``."""
+    tokens) inside ``cross_window`` and the source's self-attention inside ``self_window``; ``settings``
+    are the fields of :class:`EditSettings`."""
+    run = EditSettings(**settings)
     mapper = swap_mapper(pipeline.conditioner, source_prompt, target_prompt)
-
-    def factory(num_steps: int, cfg: bool) -> WordSwapController:
-        return WordSwapController(
-            pipeline.unet, num_steps, mapper, cross_window=cross_window, self_window=self_window,
-            self_min_downsampling=self_min_downsampling, classifier_free=cfg,
-        )
-
-    return _edit_run(
-        pipeline, [source_prompt, target_prompt], factory, num_inference_steps=num_inference_steps,
-        guidance_scale=guidance_scale, scheduler=scheduler, seed=seed, negative_prompt=negative_prompt,
-        duration_seconds=duration_seconds,
-    )
+    return _edit_run(pipeline, [source_prompt, target_prompt], WordSwapController, mapper, run)
 
 
 @torch.no_grad()
 @_on_pipeline
-def reweight(
-    pipeline,
-    prompt: str,
-    words: dict[str, float],
-    *,
-    cross_window: Sequence[float] = (0.0, 0.8),
-    self_window: Sequence[float] = (0.0, 0.4),
-    self_min_downsampling: int = 2,
-    num_inference_steps: int = DEFAULT_SAMPLING["num_inference_steps"],
-    guidance_scale: float = DEFAULT_SAMPLING["guidance_scale"],
-    scheduler: str = DEFAULT_SAMPLING["scheduler"],
-    seed: int = DEFAULT_SAMPLING["seed"],
-    negative_prompt: str | None = None,
-    duration_seconds: float = DEFAULT_SAMPLING["duration_seconds"],
-) -> ManipulationOutput:
+def reweight(pipeline, prompt: str, words: dict[str, float], **settings) -> ManipulationOutput:
     """Generate ``prompt`` with the cross-attention of ``words`` scaled by their weights (e.g.
-    ``{"chopping": 2.0}``) inside ``cross_window``, on top of the unedited run's maps."""
+    ``{"chopping": 2.0}``) inside ``cross_window``, on top of the unedited run's maps; ``settings`` are the
+    fields of :class:`EditSettings`."""
+    run = EditSettings(**settings)
     weights = word_weights(pipeline.conditioner, prompt, words)
     if not all(math.isfinite(w) and w >= 0 for w in words.values()):
         raise ValueError(f"word weights must be finite and >= 0, got {words}")
-
-    def factory(num_steps: int, cfg: bool) -> ReweightController:
-        return ReweightController(
-            pipeline.unet, num_steps, weights, cross_window=cross_window, self_window=self_window,
-            self_min_downsampling=self_min_downsampling, classifier_free=cfg,
-        )
-
-    return _edit_run(
-        pipeline, [prompt, prompt], factory, num_inference_steps=num_inference_steps,
-        guidance_scale=guidance_scale, scheduler=scheduler, seed=seed, negative_prompt=negative_prompt,
-        duration_seconds=duration_seconds,
-    )
+    return _edit_run(pipeline, [prompt, prompt], ReweightController, weights, run)
