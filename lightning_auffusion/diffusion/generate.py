@@ -15,7 +15,6 @@ from typing_extensions import Unpack
 
 from lightning_auffusion.diffusion.options import GenerateOptions, split_options
 
-
 log = logging.getLogger(__name__)
 
 

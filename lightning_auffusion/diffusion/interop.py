@@ -51,9 +51,9 @@ from lightning_auffusion.diffusion.pipeline import (
     frontend_kwargs,
     frontend_settings,
 )
+from lightning_auffusion.diffusion.schedulers import DEFAULT_SCHEDULER, make_scheduler
 from lightning_auffusion.errors import MissingInputError, UserInputError
 from lightning_auffusion.safe_load import load_weights
-from lightning_auffusion.diffusion.schedulers import DEFAULT_SCHEDULER, make_scheduler
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Literal
 
 from lightning_auffusion.audio.io import save_wav
-from lightning_auffusion.evaluation.ceilings import CEILING_ROWS, GENERATED_ROW, StageCeilings, ceiling_pipeline
 from lightning_auffusion.errors import UserInputError
-from lightning_auffusion.paths import file_in
+from lightning_auffusion.evaluation.ceilings import CEILING_ROWS, GENERATED_ROW, StageCeilings, ceiling_pipeline
 from lightning_auffusion.evaluation.report import build_report, markdown_report, write_report
 from lightning_auffusion.evaluation.sources import (
     Batch,
@@ -23,6 +22,7 @@ from lightning_auffusion.evaluation.sources import (
     read_prompts,
 )
 from lightning_auffusion.metrics.suite import METRICS, MetricSuite
+from lightning_auffusion.paths import file_in
 
 log = logging.getLogger(__name__)
 

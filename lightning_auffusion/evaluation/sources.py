@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from lightning_auffusion.audio.io import AUDIO_EXTENSIONS, AudioLoadError, load_audio
-from lightning_auffusion.paths import safe_filename
 from lightning_auffusion.errors import MissingInputError, UserInputError
+from lightning_auffusion.paths import safe_filename
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lightning_auffusion.package_files import is_package_file, resolve_package_file
 from lightning_auffusion.errors import MissingInputError, UserInputError
+from lightning_auffusion.package_files import is_package_file, resolve_package_file
 from lightning_auffusion.safe_load import load_weights
 from lightning_auffusion.vocoder.config import GeneratorConfig
 from lightning_auffusion.vocoder.generator import HifiGanGenerator
