@@ -285,7 +285,9 @@ class VocoderModule(LightningModule):
         return [opt_g, opt_d], [sched_g, sched_d]
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and self.hparams.init_generator:
+        # every stage (validate/test of the initial weights too); a checkpoint given by ckpt_path is restored
+        # after setup, so it still wins
+        if self.hparams.init_generator:
             from lightning_auffusion.vocoder.checkpoint import load_state_into, load_vocoder
 
             source = load_vocoder(self.hparams.init_generator, remove_weight_norm=False)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from lightning_auffusion.diffusion.positions import frame_position_features, with_frame_positions
+from tests.helpers import single_torch_thread  # noqa: F401 (fixture)
 
 
 def test_features_are_sine_cosine_pairs_of_the_frame_position_and_constant_over_height():
@@ -28,3 +29,33 @@ def test_appended_after_the_latent_channels_and_nothing_for_zero():
 def test_odd_or_negative_counts_are_refused(bad):
     with pytest.raises(ValueError, match="even number"):
         frame_position_features(bad, 1, 4)
+
+
+def _tiny_positional_ldm(channels: int = 4):
+    from tests.helpers import tiny_ldm, tiny_unet_config
+
+    unet = {**tiny_unet_config(), "in_channels": 4 + channels}
+    return tiny_ldm(unet=unet, frame_position_channels=channels)
+
+
+def test_the_unet_input_must_hold_latent_plus_position_channels():
+    from tests.helpers import tiny_ldm
+
+    with pytest.raises(ValueError, match="set unet in_channels to 8"):
+        tiny_ldm(frame_position_channels=4)
+
+
+def test_a_positional_ldm_trains_and_samples_latents_of_the_vae_width(single_torch_thread):
+    from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
+    from lightning_auffusion.diffusion.sampling import generate
+    from tests.helpers import tone_batch
+
+    module = _tiny_positional_ldm()
+    loss = module.diffusion_loss(tone_batch(2))
+    loss.backward()
+    assert torch.isfinite(loss) and module.unet.conv_in.weight.grad is not None
+    pipeline = AuffusionPipeline.from_module(module)
+    assert pipeline.frame_position_channels == 4 and pipeline.latent_channels == 4
+    out = generate(module, ["a loud sine tone"], num_inference_steps=2, guidance_scale=2.0, seed=0,
+                   duration_seconds=0.5, scheduler="ddim")
+    assert out.audio.shape[-1] == 8000 and torch.isfinite(torch.as_tensor(out.audio)).all()

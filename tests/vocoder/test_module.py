@@ -237,14 +237,15 @@ def test_training_segments_stay_inside_valid_samples():
     assert segments[2].sum() == 1000  # a clip shorter than the window is taken from its start
 
 
-def test_init_generator_starts_from_given_weights(tmp_path):
+@pytest.mark.parametrize("stage", ["fit", "validate"])
+def test_init_generator_starts_from_given_weights(tmp_path, stage):
     from lightning_auffusion.vocoder import HifiGanGenerator, save_hifigan_generator
 
     torch.manual_seed(1)
     source = HifiGanGenerator(tiny_generator_config())
     save_hifigan_generator(source, tmp_path / "init" / "g_0")
     module = make_module(init_generator=str(tmp_path / "init" / "g_0"))
-    module.setup("fit")
+    module.setup(stage)  # validating the initial weights (no checkpoint) must see them too
     mel = torch.randn(1, 256, 5)
     with torch.no_grad():
         assert torch.allclose(module.generator(mel), source(mel), atol=1e-6)
