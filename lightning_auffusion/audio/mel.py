@@ -103,10 +103,16 @@ def mel_filterbank(
 def peak_normalize(waveform: torch.Tensor, peak: float = 0.95, eps: float = 1e-8) -> torch.Tensor:
     """Scale each clip (last axis) so its absolute peak is ``peak``; silent clips stay silent.
 
-    The operations are the released converter's, in its order and in the waveform's dtype:
-    ``audio / max(|audio|) * 0.95``."""
-    top = waveform.abs().amax(dim=-1, keepdim=True)
-    return waveform / top.clamp_min(eps) * peak * (top > eps)
+    The released converter reads 16-bit PCM with scipy, divides by 32768 (which makes the samples
+    float64), runs ``librosa.util.normalize(audio) * 0.95`` in float64 and only then casts to float32.
+    So the division and the product run here in float64 and the result is rounded once to the
+    waveform's dtype. Doing them in float32 rounds twice: the samples move by one ulp, and the FFT
+    carries that into a log-mel error of up to ~3e-3 in bins near the log floor. (On MPS, which has no
+    float64, the waveform's own dtype is used.)"""
+    compute = waveform.dtype if waveform.device.type == "mps" else torch.float64
+    x = waveform.to(compute)
+    top = x.abs().amax(dim=-1, keepdim=True)
+    return (x / top.clamp_min(eps) * peak * (top > eps)).to(waveform.dtype)
 
 
 class LogMelSpectrogram(nn.Module):
