@@ -45,7 +45,7 @@ def test_the_unet_input_must_hold_latent_plus_position_channels():
         tiny_ldm(frame_position_channels=4)
 
 
-def test_a_positional_ldm_trains_and_samples_latents_of_the_vae_width(single_torch_thread):
+def test_a_positional_ldm_trains_and_samples_latents_of_the_vae_width(single_torch_thread):  # noqa: F811
     from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
     from lightning_auffusion.diffusion.sampling import generate
     from tests.helpers import tone_batch
