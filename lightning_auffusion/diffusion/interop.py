@@ -335,6 +335,9 @@ def _export_pipeline(pipeline: AuffusionPipeline, out_dir, dtype, feature_extrac
     if isinstance(dtype, str):
         dtype = DTYPES[dtype]
     out = Path(out_dir)
+    if any(spec.trainable for spec in pipeline.conditioner.specs):
+        raise ValueError("the released layout holds Hugging Face text encoders; a 'scratch' encoder has no such "
+                         "form: sample from the checkpoint (generate --checkpoint) instead")
     out.mkdir(parents=True, exist_ok=True)
     _save_model(pipeline.unet, out / "unet", dtype)
     _save_model(pipeline.vae, out / "vae", dtype)

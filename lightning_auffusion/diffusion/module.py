@@ -173,7 +173,7 @@ class AuffusionLDM(LightningModule):
 
     # ------------------------------------------------------------------ trainable parts
     def trainable_modules(self) -> list[torch.nn.Module]:
-        parts: list[torch.nn.Module] = [self.unet]
+        parts: list[torch.nn.Module] = [self.unet, *self.conditioner.trainable_encoders()]
         if self.hparams.train_adapters:
             parts.append(self.conditioner.adapters)
         return parts
@@ -312,7 +312,8 @@ class AuffusionLDM(LightningModule):
             checkpoint["ema_state"] = self.ema.state_dict()
         if not self.hparams.save_frozen_weights:
             state = checkpoint["state_dict"]
-            for key in [k for k in state if k.startswith(FROZEN_PREFIXES)]:
+            trained = tuple(f"conditioner.encoders.{i}." for i, s in enumerate(self.conditioner.specs) if s.trainable)
+            for key in [k for k in state if k.startswith(FROZEN_PREFIXES) and not k.startswith(trained)]:
                 del state[key]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
