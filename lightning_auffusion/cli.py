@@ -35,6 +35,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "inpaint": ("lightning_auffusion.attention.commands", "inpaint", "regenerate a time span of an audio file"),
     "word-swap": ("lightning_auffusion.attention.commands", "word_swap", "prompt-to-prompt word replacement"),
     "reweight": ("lightning_auffusion.attention.commands", "reweight", "scale the attention of chosen prompt words"),
+    "sweep": ("lightning_auffusion.sweeps.command", "sweep", "run a sweep file (W&B sweep YAML) locally or under W&B's agent"),
+    "dashboard": ("lightning_auffusion.sweeps.dashboard", "dashboard", "compare runs: static HTML page + Markdown summary"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 # allow_abbrev=False: a mistyped option (--trainer.max_step) is an error, never a prefix match
