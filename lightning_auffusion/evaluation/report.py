@@ -47,6 +47,16 @@ PUBLISHED_AUDIOCAPS: tuple[tuple[str, tuple[float, float, float, float, float]],
     ("AudioLDM2-large", (25.59, 2.19, 1.70, 7.83, 47.9)),
 )
 
+# the paper's Table 2 (text-encoder ablation, AudioCaps test): FD, FAD, KL, IS, CLAP %
+PUBLISHED_TABLE2: tuple[tuple[str, tuple[float, float, float, float, float]], ...] = (
+    ("Auffusion (AC only)", (21.99, 1.63, 1.36, 10.57, 55.3)),
+    ("Auffusion-Full, CLIP", (23.08, 1.76, 1.36, 10.28, 55.6)),
+    ("Auffusion-Full, CLAP", (21.92, 1.57, 1.35, 10.01, 58.3)),
+    ("Auffusion-Full, Flan-T5-large", (22.31, 1.41, 1.42, 9.37, 54.6)),
+    ("Auffusion-Full, CLAP + Flan-T5-large", (22.55, 1.50, 1.32, 10.34, 57.4)),
+)
+PUBLISHED_KEYS = ("fd", "fad", "kl", "is_mean", "clap_score")  # the result keys of the five published columns
+
 RANDOM_WEIGHTS_NOTICE = (
     "NOT COMPARABLE WITH PUBLISHED NUMBERS: {names} ran with random weights because their pretrained weight "
     "files were not found. FD, FAD, KL, IS and CLAP below only show that the pipeline runs; the synthetic "

@@ -54,6 +54,14 @@ def write_sweep(tmp_path: Path, parameters: dict, **extra) -> Path:
     return path
 
 
+def _finish_wandb() -> None:
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 class InProcess:
     """Stand-in for ``runner.run_command``: the CLI in this process, its output and errors into the log."""
 
@@ -77,6 +85,8 @@ class InProcess:
                 out.write(traceback.format_exc())
                 out.write(f"ERROR {type(err).__name__}: {err}\n")
                 code = 1
+            finally:
+                _finish_wandb()  # a subprocess would end its W&B run with it
         with open(log_path, "a", encoding="utf-8") as fh:
             fh.write(out.getvalue())
         return code
