@@ -12,6 +12,7 @@ kill loses that trial only. Everything a trial writes goes under ``<output>/<swe
 ``checkpoints/last.ckpt``   the resume point; ``metrics_log.jsonl`` the scalars over steps
 ``wandb/``                  the trial's (offline) W&B run, when the base config has a ``WandbLogger``
 ``samples/``                media: ``<i>_<slug>.wav/.png/_attention.png`` and ``prompts.jsonl``
+``fit_samples/``            what the base config's sample-logging callbacks write during the fit
 ``metrics.json``            the ``evaluate`` report (``metrics.md``, ``clips.jsonl``, ``generated/`` beside it)
 ``<stage>.log``             each command's output
 ==========================  =======================================================================
@@ -49,8 +50,9 @@ CHECKPOINT_CLASS = "lightning.pytorch.callbacks.ModelCheckpoint"
 METRICS_LOG_CLASS = "lightning_auffusion.callbacks.metrics_log.MetricsLogCallback"
 SAMPLING_KEYS = ("num_inference_steps", "guidance_scale", "scheduler", "seed")
 STAGES = ("fit", "media", "evaluate")
-# callback / logger options that name where they write: redirected into the trial folder
-OUTPUT_OPTIONS = {"dirpath": "checkpoints", "save_dir": None, "output_dir": "samples"}
+# callback options that name where they write: redirected into these folders of the trial (a logger's
+# save_dir becomes the trial folder itself)
+OUTPUT_OPTIONS = {"dirpath": "checkpoints", "save_dir": "fit_samples", "output_dir": "fit_samples"}
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -84,11 +86,11 @@ def _class_name(item: Any) -> str:
     return str(item.get("class_path", "")) if isinstance(item, dict) else ""
 
 
-def _redirect_outputs(item: dict[str, Any], trial_dir: Path) -> dict[str, Any]:
+def _redirect_outputs(item: dict[str, Any], trial_dir: Path, logger: bool = False) -> dict[str, Any]:
     args = dict(item.get("init_args") or {})
     for option, sub in OUTPUT_OPTIONS.items():
         if option in args:
-            args[option] = str(trial_dir / sub) if sub else str(trial_dir)
+            args[option] = str(trial_dir) if logger else str(trial_dir / sub)
     return {**item, "init_args": args}
 
 
@@ -105,7 +107,7 @@ def fit_config(config: dict[str, Any], trial_dir: Path, sweep_name: str, trial_n
     if isinstance(logger, (dict, list)):
         loggers = []
         for item in logger if isinstance(logger, list) else [logger]:
-            item = _redirect_outputs(item, trial_dir) if isinstance(item, dict) else item
+            item = _redirect_outputs(item, trial_dir, logger=True) if isinstance(item, dict) else item
             if _class_name(item).endswith("WandbLogger"):
                 item["init_args"].update({"name": trial_name, "group": sweep_name, "save_dir": str(trial_dir),
                                           **(logger_overrides or {})})

@@ -1,0 +1,63 @@
+"""The shipped sweep files expand to the paper's settings, their trial configs are accepted by the CLI, and
+the full LDM configs evaluate in the loop with the real extractors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_auffusion.sweeps.runner import fit_config, split_trial
+from lightning_auffusion.sweeps.spec import expand, load_config_files, load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_sweep_files_expand_to_the_papers_settings():
+    table2 = expand(load_spec(ROOT / "conf/sweeps/table2_encoders.yaml"))
+    assert [t.name.split("=", 1)[1] for t in table2] == ["clip", "clap", "flan_t5_base", "flan_t5_large",
+                                                          "clap+flan_t5_large"]
+    assert all(t.params["model.init_args.learning_rate"] == 3e-5 and t.params["trainer.max_steps"] == 100000
+               and t.params["data.init_args.batch_size"] == 20 for t in table2)
+    table5 = expand(load_spec(ROOT / "conf/sweeps/table5_sampling.yaml"))
+    points = {(t.params["evaluate"]["num_inference_steps"], t.params["evaluate"]["guidance_scale"]) for t in table5}
+    assert points == {(s, 7.5) for s in (10, 25, 50, 100, 200)} | {(100, g) for g in (1.0, 2.0, 5.0, 7.5, 10.0)}
+    assert len(table5) == 9
+    quick = expand(load_spec(ROOT / "conf/sweeps/quickstart_encoders.yaml"))
+    assert len(quick) == 6 and len({t.name for t in quick}) == 6
+    kinds = {tuple(e["kind"] for e in t.params["model.init_args.encoders"]) for t in quick}
+    assert kinds == {("minilm",), ("scratch",), ("minilm", "scratch")}
+
+
+@pytest.mark.parametrize("sweep_name, index", [("table2_encoders", 4), ("quickstart_encoders", 5)])
+def test_trial_configs_of_shipped_sweeps_parse(sweep_name, index, tmp_path, capsys):
+    from lightning_auffusion.cli import main
+
+    spec = load_spec(ROOT / f"conf/sweeps/{sweep_name}.yaml")
+    trial = expand(spec)[index]
+    fit, _, _ = split_trial(load_config_files([str(ROOT / b) for b in spec.base]), spec, trial)
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(fit_config(fit, tmp_path, spec.name, trial.name)))
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(path), "--print_config"])
+    assert info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    encoders = printed["model"]["init_args"]["encoders"]
+    assert len(encoders) == 2
+    if sweep_name == "quickstart_encoders":
+        assert [e["kind"] for e in encoders] == ["minilm", "scratch"] and all(e["dropout"] == 0.1 for e in encoders)
+    dirs = [c["init_args"].get("dirpath") for c in printed["trainer"]["callbacks"]]
+    assert str(tmp_path / "checkpoints") in dirs
+
+
+def test_full_ldm_config_evaluates_in_the_loop_with_real_extractors():
+    """conf/ldm/auffusion.yaml is the base of every full-size run (conf/ldm/encoders/*.yaml only swap encoders)."""
+    config = yaml.safe_load((ROOT / "conf/ldm/auffusion.yaml").read_text())
+    callbacks = [c for c in config["trainer"]["callbacks"] if c["class_path"].endswith("EvaluationCallback")]
+    assert len(callbacks) == 1
+    args = callbacks[0]["init_args"]
+    assert args["allow_random_weights"] is False and args["weights_dir"]
+    assert set(args["metrics"]) == {"fd", "fad", "kl", "is", "clap"} and args["reference"]
+    for override in (ROOT / "conf/ldm/encoders").glob("*.yaml"):
+        assert "callbacks" not in (yaml.safe_load(override.read_text()).get("trainer") or {})
