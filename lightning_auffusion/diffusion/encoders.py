@@ -183,7 +183,10 @@ def build_tokenizer(spec: EncoderSpec) -> Any:
     from transformers import AutoTokenizer
 
     if spec.kind == "scratch":
-        from lightning_auffusion.diffusion.scratch_encoder import WordTokenizer, build_vocabulary
+        from lightning_auffusion.diffusion.scratch_encoder import (
+            WordTokenizer,
+            build_vocabulary,
+        )
 
         return WordTokenizer(build_vocabulary((spec.config or {}).get("vocabulary")))
     source = spec.tokenizer or resolve_pretrained(spec)

@@ -105,7 +105,7 @@ def run_wandb(spec: SweepSpec, base: list[str], output: str | None, checkpoint: 
 
 def sweep(
     sweep: str,
-    base: list[str] | None = None,
+    base: list[str] | str | None = None,
     output: str | None = None,
     dry_run: bool = False,
     backend: Literal["local", "wandb"] = "local",
@@ -119,7 +119,8 @@ def sweep(
 
     Args:
         sweep: The sweep file, e.g. conf/sweeps/quickstart_encoders.yaml.
-        base: Base config file(s) of every trial, replacing the file's ``base:``.
+        base: Base config file of every trial (or a list of files, merged in order), replacing the file's
+            ``base:``.
         output: Root folder of the trials (default: the file's ``output:``, else ``runs``); trial folders are
             ``<output>/<sweep name>/<trial>/``.
         dry_run: List the trials and their folders, run nothing.
@@ -135,7 +136,7 @@ def sweep(
     """
     try:
         spec = load_spec(sweep)
-        base_files = list(base) if base else list(spec.base)
+        base_files = ([base] if isinstance(base, str) else list(base)) if base else list(spec.base)
         if backend == "wandb":
             if dry_run:
                 print(json.dumps(wandb_sweep_config(spec), indent=2))

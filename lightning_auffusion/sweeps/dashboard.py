@@ -17,7 +17,11 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from lightning_auffusion.evaluation.report import PUBLISHED_KEYS, PUBLISHED_TABLE2, ROW_DESCRIPTIONS
+from lightning_auffusion.evaluation.report import (
+    PUBLISHED_KEYS,
+    PUBLISHED_TABLE2,
+    ROW_DESCRIPTIONS,
+)
 from lightning_auffusion.sweeps import dashboard_html as H
 from lightning_auffusion.sweeps.runs import (
     Run,
@@ -41,23 +45,23 @@ def _colors(runs: list[Run]) -> dict[str, str]:
     return {r.name: H.PALETTE[i % len(H.PALETTE)] for i, r in enumerate(runs)}
 
 
-def runs_table_rows(runs: list[Run]) -> tuple[list[str], list[list]]:
-    """Column titles and rows (plain values) of the runs table, shared by the page, Markdown and W&B."""
+def runs_table_rows(runs: list[Run]) -> tuple[list[str], list[str], list[list]]:
+    """Column titles, column kinds (name, status, param, a metric's format, best) and rows (plain values) of
+    the runs table, shared by the page, the Markdown summary and W&B."""
     params, cols = varying_params(runs), metric_columns(runs)
     curved = [c for c in cols if any(r.best(c[1]) for r in runs)]
     headers = ["run", "status", *params, *[c[0] for c in cols], *[f"best {c[0]} (step)" for c in curved]]
+    kinds = ["name", "status", *["param"] * len(params), *[c[2] for c in cols], *["best"] * len(curved)]
     rows = []
     for r in runs:
         best = [r.best(c[1]) for c in curved]
         rows.append([r.name, r.status + (f": {r.error}" if r.error else ""), *[r.params.get(p) for p in params],
                      *[r.final.get(c[1]) for c in cols], *best])
-    return headers, rows
+    return headers, kinds, rows
 
 
 def _html_runs_table(runs: list[Run], colors: dict[str, str]) -> str:
-    headers, rows = runs_table_rows(runs)
-    params, cols = varying_params(runs), metric_columns(runs)
-    kinds = ["name", "status"] + ["param"] * len(params) + [c[2] for c in cols] + ["best"] * (len(headers) - 2 - len(params) - len(cols))
+    headers, kinds, rows = runs_table_rows(runs)
     body = []
     for run, row in zip(runs, rows):
         cells = []
@@ -75,7 +79,7 @@ def _html_runs_table(runs: list[Run], colors: dict[str, str]) -> str:
             else:
                 cells.append((H.esc(H.fmt(value, kind)), "" if value is None else value, False))
         body.append(cells)
-    titles = [(h, i < 2 + len(params)) for i, h in enumerate(headers)]
+    titles = [(h, k in ("name", "status", "param")) for h, k in zip(headers, kinds)]
     return H.table(titles, body, "runs")
 
 
@@ -135,16 +139,15 @@ def prompts_by_run(runs: list[Run], colors: dict[str, str]) -> dict[str, list[tu
 
 
 def markdown_summary(runs: list[Run], title: str) -> str:
-    headers, rows = runs_table_rows(runs)
-    params, cols = varying_params(runs), metric_columns(runs)
-    kinds = ["s", "s"] + ["p"] * len(params) + [c[2] for c in cols] + ["b"] * (len(headers) - 2 - len(params) - len(cols))
+    headers, kinds, rows = runs_table_rows(runs)
+    cols = metric_columns(runs)
 
     def cell(kind, value):
-        if kind == "p":
+        if kind == "param":
             return H.short_param(value)
-        if kind == "b":
+        if kind == "best":
             return "n/a" if value is None else f"{H.fmt(value[0])} @ {value[1]}"
-        return H.fmt(value, kind) if kind not in ("s",) else str(value)
+        return str(value) if kind in ("name", "status") else H.fmt(value, kind)
 
     lines = [f"# {title}", "", f"{len(runs)} runs. Open `index.html` beside this file for charts, curves and media.", ""]
     if any(r.comparable is False for r in runs):
@@ -173,7 +176,7 @@ def log_wandb_tables(runs: list[Run], project: str, name: str, entity: str | Non
     import wandb
 
     run = wandb.init(project=project, entity=entity, name=name, job_type="dashboard")
-    headers, rows = runs_table_rows(runs)
+    headers, _, rows = runs_table_rows(runs)
     plain = [[H.short_param(v) if isinstance(v, (list, dict, tuple)) else v for v in row] for row in rows]
     tables = {"dashboard/runs": wandb.Table(columns=headers, data=plain)}
     bcols = breakdown_columns(runs)

@@ -39,7 +39,14 @@ from typing import Any
 
 import yaml
 
-from lightning_auffusion.sweeps.spec import SweepError, SweepSpec, Trial, apply_params, load_config_files, sanitize
+from lightning_auffusion.sweeps.spec import (
+    SweepError,
+    SweepSpec,
+    Trial,
+    apply_params,
+    load_config_files,
+    sanitize,
+)
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,8 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
             record = wandb_internal_pb2.Record()
             try:
                 record.ParseFromString(raw)
-            except Exception:  # noqa: BLE001 - a damaged record ends nothing but itself
+            except Exception as err:  # noqa: BLE001 - a damaged record ends nothing but itself
+                log.debug("dashboard: %s: a record is unreadable (%s); skipped", files[0], err)
                 continue
             kind = record.WhichOneof("record_type")
             if kind == "run":

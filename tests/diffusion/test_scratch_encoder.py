@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from lightning_auffusion.diffusion.conditioning import EncoderSpec, TextConditioner
-from lightning_auffusion.diffusion.scratch_encoder import WordTokenizer, build_vocabulary, synthetic_vocabulary
+from lightning_auffusion.diffusion.scratch_encoder import (
+    WordTokenizer,
+    build_vocabulary,
+    synthetic_vocabulary,
+)
 from tests.helpers import single_torch_thread, tiny_ldm, tiny_spec, tone_batch  # noqa: F401 - fixture
 
 SCRATCH = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_position_embeddings": 80}
@@ -18,8 +22,9 @@ def scratch_spec(**kw) -> EncoderSpec:
 
 
 def test_vocabulary_covers_the_synthetic_grammar_and_tokenizer_pads_like_hugging_face():
-    from lightning_auffusion.synth.attributes import render_caption, sample_events
     import numpy as np
+
+    from lightning_auffusion.synth.attributes import render_caption, sample_events
 
     vocab = synthetic_vocabulary()
     assert {"sine", "beeping", "loud", "followed", "by"} <= set(vocab)

@@ -52,7 +52,8 @@ def test_wandb_backend_registers_the_sweep_and_runs_trials_through_the_agent(tmp
     def command(argv, log_path):
         calls.append(argv)
         if argv[0] == "evaluate":
-            out = yaml.safe_load(open(argv[2]))["output"]
+            with open(argv[2]) as fh:
+                out = yaml.safe_load(fh)["output"]
             with open(f"{out}/metrics.json", "w") as fh:
                 json.dump({"metrics": {"alignment_accuracy": 0.5, "note": "text"}}, fh)
         return 0
@@ -82,7 +83,7 @@ def test_wandb_backend_registers_the_sweep_and_runs_trials_through_the_agent(tmp
     # the agent's run is closed before the fit logs into it, reopened by id for the summary
     finishes = [e for e in log if e[0] == "finish"]
     assert len(finishes) == 2
-    reopened = [e[2] for e in log if e[0] == "init" and e[1]][0]
+    reopened = next(e[2] for e in log if e[0] == "init" and e[1])
     assert reopened.kwargs["id"] == "abc123" and reopened.summary["eval/alignment_accuracy"] == 0.5
     assert reopened.summary["trial/status"] == "done" and "eval/note" not in reopened.summary
 
