@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from lightning_auffusion.errors import MissingInputError, UserInputError
+
 SPECIALS = ("[PAD]", "[UNK]")
 _TOKEN_RE = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 ARCHITECTURE_KEYS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings", "dropout")
@@ -56,7 +58,7 @@ def build_vocabulary(source: list[str] | str | None) -> tuple[str, ...]:
     if isinstance(source, str):
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"scratch encoder: vocabulary file {source!r} not found (a text file of words)")
+            raise MissingInputError(f"scratch encoder: vocabulary file {source!r} not found (a text file of words)")
         return tuple(dict.fromkeys(words(path.read_text(encoding="utf-8"))))
     return tuple(dict.fromkeys(w for item in source for w in words(str(item))))
 
@@ -112,7 +114,7 @@ class ScratchTextEncoder(nn.Module):
                  intermediate_size: int | None = None, max_position_embeddings: int = 128, dropout: float = 0.0) -> None:
         super().__init__()
         if hidden_size % num_heads:
-            raise ValueError(f"scratch encoder: hidden_size {hidden_size} must be a multiple of num_heads {num_heads}")
+            raise UserInputError(f"scratch encoder: hidden_size {hidden_size} must be a multiple of num_heads {num_heads}")
         self.config = SimpleNamespace(hidden_size=int(hidden_size), vocab_size=int(vocab_size),
                                       max_position_embeddings=int(max_position_embeddings))
         self.token_embedding = nn.Embedding(vocab_size, hidden_size, padding_idx=0)
@@ -141,6 +143,6 @@ def build_scratch(config: dict[str, Any] | None) -> tuple[ScratchTextEncoder, Wo
     options = dict(config or {})
     unknown = sorted(set(options) - set(ARCHITECTURE_KEYS) - {"vocabulary"})
     if unknown:
-        raise ValueError(f"scratch encoder: unknown config keys {unknown}; known: vocabulary, {', '.join(ARCHITECTURE_KEYS)}")
+        raise UserInputError(f"scratch encoder: unknown config keys {unknown}; known: vocabulary, {', '.join(ARCHITECTURE_KEYS)}")
     tokenizer = WordTokenizer(build_vocabulary(options.pop("vocabulary", None)))
     return ScratchTextEncoder(len(tokenizer), **options), tokenizer

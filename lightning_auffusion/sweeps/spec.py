@@ -30,6 +30,8 @@ from typing import Any
 
 import yaml
 
+from lightning_auffusion.errors import UserInputError
+
 METHODS = ("grid", "random", "bayes")
 # the keys of W&B's sweep configuration; everything else in a sweep file is the project's
 WANDB_KEYS = ("name", "description", "method", "metric", "parameters", "early_terminate", "run_cap", "program",
@@ -40,7 +42,7 @@ DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform
 _NAME_RE = re.compile(r"[^A-Za-z0-9._+=-]+")
 
 
-class SweepError(ValueError):
+class SweepError(UserInputError):
     """A sweep file that cannot run; the message is one line naming the problem."""
 
 
