@@ -1,4 +1,4 @@
-"""Lightning callbacks: sample/audio logging, prediction and attention-map writers, evaluation, vocoder samples.
+"""Lightning callbacks: sample/audio logging, prediction and attention-map writers, evaluation, metrics log, vocoder samples.
 
 Names load from their submodule on first use (``lightning_auffusion._exports``).
 """
@@ -11,6 +11,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
         "AttentionMapWriter": "attention_maps",
         "AudioPredictionWriter": "audio_writer",
         "EvaluationCallback": "evaluation",
+        "MetricsLogCallback": "metrics_log",
         "SampleLoggingCallback": "sample_logging",
         "VocoderSamplesCallback": "vocoder_samples",
     },

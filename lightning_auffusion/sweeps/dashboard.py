@@ -223,7 +223,7 @@ def dashboard(
         raise SystemExit(f"dashboard: no runs found in {list(runs)}")
     collected = [read_run(f) for f in folders]
     names = [r.name for r in collected]
-    for i, r in enumerate(collected):  # same trial names from two sweeps: keep them apart
+    for r in collected:  # same trial names from two sweeps: keep them apart
         if names.count(r.name) > 1:
             r.name = f"{r.folder.parent.name}/{r.name}"
     title = title or f"Runs: {Path(runs[0]).name}"

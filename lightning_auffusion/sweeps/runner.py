@@ -83,8 +83,8 @@ def run_command(argv: list[str], log_path: Path) -> int:
 def error_line(log_path: Path, tail: int = 30) -> tuple[str, str]:
     """(the error's one line, the log's last ``tail`` lines) of a failed command."""
     lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines() if log_path.is_file() else []
-    errors = [l for l in lines if l.strip() and (l.startswith(("ERROR", "error:")) or "Error" in l.split(":")[0])]
-    summary = (errors or [l for l in lines if l.strip()] or ["no output"])[-1].strip()
+    errors = [ln for ln in lines if ln.strip() and (ln.startswith(("ERROR", "error:")) or "Error" in ln.split(":")[0])]
+    summary = (errors or [ln for ln in lines if ln.strip()] or ["no output"])[-1].strip()
     return summary, "\n".join(lines[-tail:])
 
 

@@ -12,7 +12,7 @@ from lightning_auffusion.diffusion.scratch_encoder import (
     build_vocabulary,
     synthetic_vocabulary,
 )
-from tests.helpers import single_torch_thread, tiny_ldm, tiny_spec, tone_batch  # noqa: F401 - fixture
+from tests.helpers import single_torch_thread, tiny_ldm, tiny_spec  # noqa: F401 - fixture
 
 SCRATCH = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_position_embeddings": 80}
 
@@ -56,7 +56,8 @@ def test_scratch_encoder_gets_gradients_and_is_not_cached():
     assert conditioner.cache_size == 0
 
 
-def test_ldm_trains_the_scratch_encoder_jointly_and_checkpoints_it(tmp_path, single_torch_thread):
+@pytest.mark.usefixtures("single_torch_thread")
+def test_ldm_trains_the_scratch_encoder_jointly_and_checkpoints_it(tmp_path):
     from lightning.pytorch import Trainer
 
     from lightning_auffusion.diffusion.module import AuffusionLDM

@@ -14,9 +14,10 @@ from lightning_auffusion.sweeps.command import sweep
 from tests.helpers import single_torch_thread  # noqa: F401 - fixture
 from tests.sweeps.conftest import tiny_base_config, write_sweep
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
-def test_sweep_runs_fit_media_and_evaluation_per_trial_and_resumes(tmp_path, in_process, monkeypatch,
-                                                                   single_torch_thread):
+
+def test_sweep_runs_fit_media_and_evaluation_per_trial_and_resumes(tmp_path, in_process, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the base config's own paths (runs/elsewhere) must not be written
     base = tiny_base_config(tmp_path)
     spec = write_sweep(tmp_path, {"model.init_args.encoders.*.dropout": {"values": [0.0, 0.5]},
@@ -56,7 +57,7 @@ def test_sweep_runs_fit_media_and_evaluation_per_trial_and_resumes(tmp_path, in_
     assert json.loads(status_path.read_text())["attempts"] == 2
 
 
-def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, in_process, single_torch_thread):
+def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, in_process):
     base = tiny_base_config(tmp_path)
     spec = write_sweep(tmp_path, {"model.init_args.learning_rate": {"values": ["not-a-rate", 0.001]}})
     results = sweep(str(spec), base=[str(base)], output=str(tmp_path / "out"))
@@ -66,7 +67,7 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, in_process, 
     assert "\n" not in failed["error"]
 
 
-def test_evaluation_time_sweep_of_one_checkpoint(tmp_path, in_process, single_torch_thread):
+def test_evaluation_time_sweep_of_one_checkpoint(tmp_path, in_process):
     base = tiny_base_config(tmp_path)
     train = write_sweep(tmp_path, {"trainer.max_steps": {"value": 1}}, media={})
     sweep(str(train), base=[str(base)], output=str(tmp_path / "train"))
