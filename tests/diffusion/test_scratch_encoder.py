@@ -91,3 +91,12 @@ def test_scratch_specs_fail_clearly():
         TextConditioner([EncoderSpec(name="s", kind="scratch", config={"hidden": 3})], cross_attention_dim=8)
     with pytest.raises(FileNotFoundError, match="vocabulary file"):
         TextConditioner([EncoderSpec(name="s", kind="scratch", config={"vocabulary": "/nope.txt"})])
+
+
+def test_the_released_layout_refuses_a_scratch_encoder_before_writing(tmp_path):
+    from lightning_auffusion.diffusion.interop import export_released
+
+    model = tiny_ldm(encoders=[scratch_spec(max_length=8)])
+    with pytest.raises(ValueError, match="'scratch' encoder"):
+        export_released(model, tmp_path / "export")
+    assert not (tmp_path / "export").exists()
