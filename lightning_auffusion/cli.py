@@ -15,10 +15,8 @@ import os
 import sys
 import warnings
 
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.cli import LightningCLI
-
 from lightning_auffusion.errors import UserInputError
+from lightning_auffusion.parsing import LIGHTNING_COMMANDS, PROG, parser_options
 
 # command name -> (module, function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
@@ -38,44 +36,23 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "sweep": ("lightning_auffusion.sweeps.command", "sweep", "run a sweep file (W&B sweep YAML) locally or under W&B's agent"),
     "dashboard": ("lightning_auffusion.sweeps.dashboard", "dashboard", "compare runs: static HTML page + Markdown summary"),
 }
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-# allow_abbrev=False: a mistyped option (--trainer.max_step) is an error, never a prefix match
-STRICT_PARSER = {"allow_abbrev": False}
-# on the command line, parse errors are raised (not printed with the usage) so main() prints them as one line
-RAISING_PARSER = {**STRICT_PARSER, "exit_on_error": False}
 
 
-class AuffusionCLI(LightningCLI):
-    """LightningCLI with the project's defaults: any LightningModule / DataModule chosen by class_path.
+def __getattr__(name: str):
+    """``AuffusionCLI`` loads Lightning, so it is imported from ``lightning_cli`` on first use."""
+    if name == "AuffusionCLI":
+        from lightning_auffusion.lightning_cli import AuffusionCLI
 
-    Configs are read in jsonargparse's ``omegaconf+`` mode: ``${...}`` interpolations resolve after every
-    ``--config`` file and command-line value has been merged, so an override file (or ``--trainer...``
-    argument) that changes a run's name also moves every folder interpolated from it. Interpolation paths
-    are written from the config's root (``${trainer.default_root_dir}``), whatever the subcommand.
-    """
-
-    def __init__(self, raise_parse_errors: bool = False, **kwargs) -> None:
-        from jsonargparse import set_parsing_settings
-
-        set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
-        options = RAISING_PARSER if raise_parse_errors else STRICT_PARSER
-        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"parser_mode": "omegaconf+", **options, **{c: dict(options) for c in LIGHTNING_COMMANDS}})
-        super().__init__(
-            LightningModule,
-            LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            **kwargs,
-        )
+        return AuffusionCLI
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _usage() -> str:
-    lines = ["usage: python -m lightning_auffusion <command> [--config FILE] [options]", "", "Lightning commands:"]
+    lines = [f"usage: {PROG} <command> [--config FILE] [options]", "", "Lightning commands:"]
     lines += [f"  {name:<15} {name} with LightningCLI (--config conf/<x>.yaml)" for name in LIGHTNING_COMMANDS]
     lines += ["", "Project commands:"]
     lines += [f"  {name:<15} {help_}" for name, (_, _, help_) in SUBCOMMANDS.items()]
-    lines += ["", "'python -m lightning_auffusion <command> --help' lists a command's options."]
+    lines += ["", f"'{PROG} <command> --help' lists a command's options."]
     return "\n".join(lines)
 
 
@@ -115,9 +92,27 @@ def run_subcommand(name: str, argv: list[str], raise_parse_errors: bool = False)
 
     module_name, func_name, _ = SUBCOMMANDS[name]
     func = getattr(importlib.import_module(module_name), func_name)
-    return auto_cli(func, args=argv, as_positional=False, **(RAISING_PARSER if raise_parse_errors else STRICT_PARSER))
+    return auto_cli(func, args=argv, as_positional=False, **parser_options(raise_parse_errors, f"{PROG} {name}"))
 
 
+def run_lightning(argv: list[str], raise_parse_errors: bool = False):
+    """Run Lightning command ``argv[0]`` with ``AuffusionCLI`` (Lightning is imported here, not before).
+
+    A parse error of a run given no ``--config`` (``fit`` alone) says that the config is what is missing."""
+    from lightning_auffusion.lightning_cli import AuffusionCLI
+
+    # LightningCLI reads sys.argv itself (and warns when also given them as args)
+    kwargs = {} if argv == sys.argv[1:] else {"args": argv}
+    try:
+        return AuffusionCLI(raise_parse_errors=raise_parse_errors, **kwargs)
+    except argparse.ArgumentError as err:
+        if any(a == "--config" or a.startswith("--config=") for a in argv):
+            raise
+        raise UserInputError(f"{' '.join(str(err).split())}: give the run's config, "
+                             f"{PROG} {argv[0]} --config conf/<model>/<x>.yaml") from err
+
+
+TOP_HELP = ("-h", "--help", "help")
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "LIGHTNING_AUFFUSION_DEBUG"
 # errors that mean "the input is wrong" (exit 2) rather than "the run failed" (exit 1)
@@ -168,6 +163,8 @@ def main(argv: list[str] | None = None):
     logging.basicConfig(level=os.environ.get("LIGHTNING_AUFFUSION_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s")
     if not from_command_line:
         return _dispatch(argv, from_command_line=False)
+    if not argv or argv[0] in TOP_HELP:  # the command list: nothing to run, nothing (wandb) to import
+        return _dispatch(argv, from_command_line=True)
     quiet_known_warnings()
     try:
         return _dispatch(argv, from_command_line=not debug)
@@ -186,14 +183,12 @@ def main(argv: list[str] | None = None):
 
 
 def _dispatch(argv: list[str], from_command_line: bool):
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv or argv[0] in TOP_HELP:
         print(_usage())
         return None
     if argv[0] in SUBCOMMANDS:
         return run_subcommand(argv[0], argv[1:], raise_parse_errors=from_command_line)
     if argv[0] in LIGHTNING_COMMANDS:
-        if argv == sys.argv[1:]:  # LightningCLI reads sys.argv itself (and warns when also given them as args)
-            return AuffusionCLI(raise_parse_errors=from_command_line)
-        return AuffusionCLI(raise_parse_errors=from_command_line, args=argv)
+        return run_lightning(argv, raise_parse_errors=from_command_line)
     print(f"unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
     raise SystemExit(2)

@@ -25,6 +25,7 @@ def generate(
     batch_size: int = 8,
     spectrograms: bool = True,
     attention_maps: bool = False,
+    progress: bool = True,
     **options: Unpack[GenerateOptions],
 ) -> str:
     """Generate audio for text prompts and write WAV files, spectrogram PNGs and prompts.jsonl.
@@ -36,18 +37,21 @@ def generate(
         batch_size: prompts denoised together.
         spectrograms: also write a PNG of each generated spectrogram.
         attention_maps: also write cross-attention maps per prompt token (attention tools).
+        progress: show a denoising progress bar per batch (quiet when stderr is not a terminal).
         **options: the model (--checkpoint or --pretrained, ...) and sampling options (see
             ``lightning_auffusion.diffusion.options``).
     """
     from lightning_auffusion.audio.writers import write_generation
     from lightning_auffusion.data.prompts import collect_prompts
     from lightning_auffusion.diffusion.sampling import generate as sample
+    from lightning_auffusion.progress import interactive
 
     source, sampling = split_options(options)
     all_prompts = collect_prompts(prompts, prompt_file)
     pipeline = source.load()
     settings = sampling.resolve(pipeline.sampling)
-    settings.update(seed=sampling.seed, negative_prompts=sampling.negative_prompt or None, batch_size=batch_size)
+    settings.update(seed=sampling.seed, negative_prompts=sampling.negative_prompt or None, batch_size=batch_size,
+                    progress=interactive(progress))
     log.info("generating %d clips with %s, %d steps, guidance %.2f on %s", len(all_prompts), settings["scheduler"],
              settings["num_inference_steps"], settings["guidance_scale"], pipeline.device)
     if attention_maps:
@@ -59,7 +63,7 @@ def generate(
     manifest = Path(output_dir) / "prompts.jsonl"
     if manifest.is_file():
         manifest.unlink()  # describes this run only (files of the same names are overwritten too)
-    manifest_extra = {k: v for k, v in settings.items() if k not in ("seed", "batch_size")}
+    manifest_extra = {k: v for k, v in settings.items() if k not in ("seed", "batch_size", "progress")}
     manifest_extra["source"] = source.name
     records = write_generation(
         output, output_dir, spectrograms=spectrograms, extra=manifest_extra, hop_length=pipeline.frontend.hop_length

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
 
 log = logging.getLogger(__name__)
+
+# the named choices the help shows; any torch device string (cuda:1, mps) is taken too
+DeviceName = Literal["auto", "cpu", "cuda"] | str
 
 
 def resolve_device(device: str) -> torch.device:
@@ -86,7 +89,7 @@ class ModelSource:
     pretrained: str | None = None
     use_ema: bool = True
     vocoder: str | None = None
-    device: str = "auto"
+    device: DeviceName = "auto"
     dtype: DtypeName = "float32"
 
     def load(self) -> AuffusionPipeline:

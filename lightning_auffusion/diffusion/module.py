@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,31 +59,41 @@ class AuffusionLDM(LightningModule):
     """Latent diffusion on Auffusion's (3, 256, 1024) spectrogram images.
 
     Args:
-        unet: SD-1.5 diffusers layout (hub id or local directory; subfolder ``unet``), a U-Net folder, or a
-            dict of ``UNet2DConditionModel`` config kwargs (random weights; ``preset: sd15`` for SD's config).
-        vae: the same kinds of source (subfolder ``vae``), or a ``.ckpt`` of ``SpectrogramVAE``. Frozen.
-        encoders: the text encoders (``EncoderSpec`` fields); default CLIP ViT-L/14 as released.
+        unet: SD-1.5 diffusers layout (hub id or local directory; subfolder unet), a U-Net folder, or a
+            dict of UNet2DConditionModel config kwargs (random weights; preset: sd15 for SD's config).
+        vae: the same kinds of source (subfolder vae), or a .ckpt of SpectrogramVAE. Frozen.
+        encoders: the text encoders (EncoderSpec fields); default CLIP ViT-L/14 as released.
         cache_text_embeddings: keep each caption's frozen encoder output (CPU) instead of re-encoding it.
         train_adapters: the condition adapters train with the U-Net (they start from random weights).
-        mel, image, n_frames, peak_normalize: the audio front end (defaults = Auffusion).
-        vocoder: path of a trained vocoder (``lightning_auffusion.vocoder.load_vocoder``); frozen, for sampling.
-        noise_scheduler: DDPM training-schedule overrides (dict) or a layout with ``scheduler/``; SD-1.5's by default.
-        vae_scaling_factor: latent scale; None takes the VAE config's ``scaling_factor`` (0.18215 for SD).
+        mel: log-mel settings of the audio front end (MelConfig; default Auffusion's 16 kHz, 256 mels).
+        image: spectrogram <-> image mapping of the front end (ImageConfig; default Auffusion's).
+        n_frames: spectrogram frames per training clip (1024 = 10.24 s at hop 160); None keeps each clip's length.
+        peak_normalize: peak-normalise each clip before the log-mel, as Auffusion does.
+        vocoder: path of a trained vocoder (vocoder .ckpt or exported folder); frozen, for sampling.
+        noise_scheduler: DDPM training-schedule overrides (dict) or a layout with scheduler/; SD-1.5's by default.
+        vae_scaling_factor: latent scale; None takes the VAE config's scaling_factor (0.18215 for SD).
         sample_posterior: sample the VAE posterior (as SD training does) instead of taking its mean.
-        cache_latents: cache each un-cropped clip's VAE posterior by its ``key`` (see ``latent_cache``).
-        learning_rate, weight_decay: the default optimiser, AdamW(lr 3e-5, weight decay 0.01), constant.
-        optimizer, lr_scheduler: optional callables replacing the default (``optimizer:``/``lr_scheduler:`` in
-            the config, e.g. ``class_path: torch.optim.AdamW``); the scheduler steps every ``lr_scheduler_interval``.
-        use_ema, ema_config: EMA of the U-Net (decay 0.9999, power 2/3 as released); used for validation
-            when ``ema_for_validation`` and for sampling/export.
-        attention: "sdpa" (PyTorch scaled-dot-product, default), "xformers", or "math".
-        gradient_checkpointing, channels_last, compile, compile_mode: U-Net speed/memory options.
-        sampling: defaults for ``predict`` / sampling callbacks (scheduler, steps, guidance, seed, duration).
+        cache_latents: cache each un-cropped clip's VAE posterior by its key (see diffusion.latent_cache).
+        learning_rate: learning rate of the default optimiser, AdamW, constant (3e-5 as released).
+        weight_decay: weight decay of the default optimiser (0.01).
+        optimizer: an optimiser replacing the default (optimizer: class_path: torch.optim.AdamW in the config).
+        lr_scheduler: a learning-rate scheduler (lr_scheduler: class_path: ... in the config); none by default.
+        lr_scheduler_interval: when lr_scheduler steps: every optimiser step or every epoch.
+        use_ema: keep an EMA of the U-Net, used for validation (see ema_for_validation), sampling and export.
+        ema_config: EMA decay settings (EMAConfig; decay 0.9999, power 2/3 as released).
+        ema_for_validation: with use_ema, validate and sample during training with the EMA weights.
+        attention: attention kernel: sdpa (PyTorch scaled-dot-product), xformers (pip install xformers) or math.
+        gradient_checkpointing: recompute U-Net activations in the backward pass (less memory, slower).
+        channels_last: U-Net in channels-last memory format (faster convolutions on recent GPUs).
+        compile: torch.compile the U-Net.
+        compile_mode: torch.compile mode (default, reduce-overhead, max-autotune); None: torch's default.
+        sampling: defaults for predict and the sampling callbacks (scheduler, num_inference_steps,
+            guidance_scale, seed, duration_seconds).
         save_frozen_weights: keep the frozen VAE/encoder/vocoder weights in checkpoints (False: smaller
             checkpoints; the frozen parts are rebuilt from their sources when the checkpoint is loaded).
         validation_seed: seed of the noise, timesteps and posterior samples of the validation loss.
         frame_position_channels: sine/cosine channels of each latent frame's position in the clip appended to the
-            U-Net input (``diffusion.positions``; the U-Net's ``in_channels`` = latent channels + this). 0: none,
+            U-Net input (diffusion.positions; the U-Net's in_channels = latent channels + this). 0: none,
             as released; small U-Nets (the CPU quickstart) use them to place consecutive events in time.
     """
 
@@ -107,11 +117,11 @@ class AuffusionLDM(LightningModule):
         weight_decay: float = 1e-2,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
-        lr_scheduler_interval: str = "step",
+        lr_scheduler_interval: Literal["step", "epoch"] = "step",
         use_ema: bool = False,
         ema_config: EMAConfig | None = None,
         ema_for_validation: bool = True,
-        attention: str = "sdpa",
+        attention: Literal["sdpa", "xformers", "math"] = "sdpa",
         gradient_checkpointing: bool = False,
         channels_last: bool = False,
         compile: bool = False,

@@ -78,7 +78,10 @@ class StageCeilings:
 
 
 def ceiling_pipeline(module):
-    """A frozen ``AuffusionPipeline`` view of an ``AuffusionLDM`` (shares its VAE, vocoder and front end)."""
+    """A frozen ``AuffusionPipeline`` view of an ``AuffusionLDM`` (shares its VAE, vocoder and front end);
+    a pipeline is used as it is."""
     from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
 
+    if isinstance(module, AuffusionPipeline):
+        return module
     return AuffusionPipeline.from_module(module, use_ema=False)

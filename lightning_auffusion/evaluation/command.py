@@ -8,7 +8,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
+from typing_extensions import Unpack
+
 from lightning_auffusion.audio.io import save_wav
+from lightning_auffusion.diffusion.options import GenerateOptions, split_options
 from lightning_auffusion.errors import UserInputError
 from lightning_auffusion.evaluation.ceilings import CEILING_ROWS, GENERATED_ROW, StageCeilings, ceiling_pipeline
 from lightning_auffusion.evaluation.report import build_report, markdown_report, write_report
@@ -23,12 +26,13 @@ from lightning_auffusion.evaluation.sources import (
 )
 from lightning_auffusion.metrics.suite import METRICS, MetricSuite
 from lightning_auffusion.paths import file_in
+from lightning_auffusion.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
 
-def load_ldm(checkpoint: str, device: str):
-    """An ``AuffusionLDM`` checkpoint in eval mode on ``device``."""
+def load_ldm(checkpoint: str, device):
+    """An ``AuffusionLDM`` checkpoint in eval mode on ``device`` (for the ceiling rows of a generated folder)."""
     from lightning_auffusion.diffusion.module import load_ldm_checkpoint
 
     return load_ldm_checkpoint(checkpoint, map_location=device).eval()
@@ -36,8 +40,9 @@ def load_ldm(checkpoint: str, device: str):
 
 def generate_folder(module, prompts: dict[str, str], folder: Path, *, num_inference_steps: int | None,
                     guidance_scale: float | None, scheduler: str | None, seed: int, batch_size: int,
-                    attention_localisation: bool = False):
-    """Generate one clip per prompt with an ``AuffusionLDM`` into ``folder/<id>.wav``.
+                    attention_localisation: bool = False, duration_seconds: float | None = None,
+                    negative_prompt: str | None = None, progress: bool = True):
+    """Generate one clip per prompt with an ``AuffusionLDM`` or ``AuffusionPipeline`` into ``folder/<id>.wav``.
 
     Prompt ``i`` (in file order) uses seed ``seed + i``, so a clip does not depend on the batching. Sampling
     settings left at None come from the module's own ``sampling`` settings. With ``attention_localisation``
@@ -47,13 +52,16 @@ def generate_folder(module, prompts: dict[str, str], folder: Path, *, num_infere
     from lightning_auffusion.diffusion.sampling import generate, resolve_sampling
 
     settings = resolve_sampling(module.sampling, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=None)
+                                guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=duration_seconds)
+    if negative_prompt:
+        settings["negative_prompts"] = negative_prompt
     log.info("generating %d clips with %s", len(prompts), settings)
     items = list(prompts.items())
     folder.mkdir(parents=True, exist_ok=True)
     from lightning_auffusion.attention.localisation import LocalisationCollector
 
     scorer = LocalisationCollector(module.frontend, settings["duration_seconds"]) if attention_localisation else None
+    bar = progress_bar(total=len(items), unit="clip", desc="generate", enabled=progress)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         captions = [caption for _, caption in chunk]
@@ -67,14 +75,15 @@ def generate_folder(module, prompts: dict[str, str], folder: Path, *, num_infere
             scorer.add(maps, [clip_id for clip_id, _ in chunk])
         for (clip_id, _), audio in zip(chunk, out.audio):
             save_wav(file_in(folder, clip_id, ".wav"), audio, out.sample_rate)
-        log.info("generated %d / %d clips", min(start + batch_size, len(items)), len(items))
+        bar.update(len(chunk))
+        log.debug("generated %d / %d clips", min(start + batch_size, len(items)), len(items))
+    bar.close()
     return scorer
 
 
 def evaluate(
     generated: str | None = None,
     reference: str | None = None,
-    checkpoint: str | None = None,
     prompts: str | None = None,
     output: str = "eval",
     metrics: list[str] = list(METRICS),  # noqa: B006 - read only; jsonargparse shows the default
@@ -84,38 +93,33 @@ def evaluate(
     clap_backend: Literal["auto", "transformers", "laion_clap"] = "auto",
     kl_unpaired: Literal["report", "error"] = "report",
     alignment_loudness: Literal["relative", "absolute"] = "relative",
-    device: str = "cpu",
     batch_size: int = 8,
     limit: int | None = None,
-    num_inference_steps: int | None = None,
-    guidance_scale: float | None = None,
-    scheduler: str | None = None,
-    seed: int = 0,
     ceilings: bool = True,
     ceiling_checkpoint: str | None = None,
     attention_localisation: bool = False,
+    progress: bool = True,
+    **options: Unpack[GenerateOptions],
 ) -> dict:
     """Score generated audio against reference audio with FD, FAD, KL, IS, CLAP score and alignment accuracy.
 
     Generated and reference clips are paired by file name (stem) for KL; FD, FAD and IS use every clip.
     Writes ``<output>/metrics.json``, ``<output>/metrics.md`` (the paper's column order) and
     ``<output>/clips.jsonl`` (per-clip CLAP cosine and alignment verdicts, with the row they belong to) and
-    returns the report. With a model (``checkpoint``, or ``ceiling_checkpoint`` for a generated folder) and a
+    returns the report. With a model (``checkpoint`` or ``pretrained``, or ``ceiling_checkpoint`` for a generated folder) and a
     reference, two more rows are scored with every metric: the reference clips through the model's vocoder
     alone (``ceiling_vocoder``) and through its VAE then the vocoder (``ceiling_vae_vocoder``), see
     ``lightning_auffusion.evaluation.ceilings``. ``report["metrics"]`` is the generated row;
     ``report["rows"]`` holds every row.
 
     Args:
-        generated: Folder of generated audio (file stem = clip id). Leave out with ``checkpoint``.
+        generated: Folder of generated audio (file stem = clip id). Leave out with a model to generate from.
         reference: Folder of reference audio, or shards (a ``.tar`` file, pattern, ``index.json`` or a folder
             of shards), keyed by file stem / sample key. Needed for FD, FAD, KL and the stage ceilings.
-        checkpoint: An ``AuffusionLDM`` checkpoint: generate one clip per prompt of ``prompts`` first,
-            into ``<output>/generated/``.
         prompts: Prompt list: ``.txt`` (one per line, ids 00000, 00001, ...) or a manifest (``.jsonl``,
             ``.json``, ``.csv``, ``.tsv``) with an id and a caption per row. Gives CLAP score and alignment
-            their captions (reference clips take the caption of their id); with ``checkpoint`` it is what
-            gets generated.
+            their captions (reference clips take the caption of their id); with a model (``checkpoint`` or
+            ``pretrained``) it is what gets generated, into ``<output>/generated/``.
         output: Folder for the reports (created).
         metrics: Metrics to compute, any of fd, fad, kl, is, clap, alignment.
         weights_dir: Folder holding the extractors' weight files (default ``$LIGHTNING_AUFFUSION_WEIGHTS``
@@ -127,41 +131,47 @@ def evaluate(
             ``transformers`` or ``laion_clap``.
         kl_unpaired: ``report`` (KL over the pairs found, unpaired clips listed) or ``error`` (refuse).
         alignment_loudness: Analyser loudness mode, ``relative`` (peak-normalised audio) or ``absolute``.
-        device: Torch device for the extractors (and generation).
         batch_size: Clips per extractor (and generation) batch.
         limit: Use only the first N generated clips (sorted by id), for a quick look.
-        num_inference_steps: Denoising steps when generating from ``checkpoint`` (default: the
-            checkpoint's own sampling settings, else 100 as released; likewise the next two).
-        guidance_scale: Classifier-free guidance scale when generating.
-        scheduler: Sampler name when generating (pndm, ddim, ...).
-        seed: Seed of the first prompt when generating (prompt i uses seed + i).
         ceilings: Score the stage-ceiling rows when a model and a reference are given.
         ceiling_checkpoint: An ``AuffusionLDM`` checkpoint whose front end, VAE and vocoder render the
             ceiling rows when ``generated`` is a folder (with ``checkpoint`` that model is used).
-        attention_localisation: With ``checkpoint``: record cross-attention while generating and report the
+        attention_localisation: With a model: record cross-attention while generating and report the
             attention localisation score (``attention_localisation`` in the generated row,
             ``<output>/localisation.json`` per prompt).
+        progress: show progress bars (generation, scoring); they are quiet when stderr is not a terminal.
+        **options: the model to generate from (``checkpoint`` or ``pretrained``, ``use_ema``, ``vocoder``),
+            ``device`` (also the extractors'; auto: CUDA when available), ``dtype`` and the sampling options
+            (see ``lightning_auffusion.diffusion.options``); a generated folder needs none of the model's.
     """
+    from lightning_auffusion.diffusion.loading import resolve_device
+
+    source, sampling = split_options(options)
+    checkpoint = source.name
+    device = resolve_device(source.device)
     if kl_unpaired not in ("report", "error"):
         raise UserInputError(f"kl_unpaired must be 'report' or 'error', got {kl_unpaired!r}")
     if checkpoint and ceiling_checkpoint:
-        raise UserInputError("ceiling_checkpoint is for a generated folder; with checkpoint the ceilings use that model")
+        raise UserInputError("ceiling_checkpoint is for a generated folder; with a model the ceilings use that model")
     if attention_localisation and not checkpoint:
-        raise UserInputError("attention_localisation needs checkpoint: attention is recorded while generating")
+        raise UserInputError("attention_localisation needs a model (checkpoint or pretrained): attention is recorded while generating")
     captions = read_prompts(prompts) if prompts else {}
     out_dir = Path(output)
     module = localisation = None
     if checkpoint:
         if generated:
-            raise UserInputError("give either generated (a folder) or checkpoint (+ prompts), not both")
+            raise UserInputError("give either generated (a folder) or a model (checkpoint or pretrained, + prompts), not both")
         if not captions:
-            raise UserInputError("checkpoint needs prompts: the prompt list to generate from")
+            raise UserInputError("a model needs prompts: the prompt list to generate from")
         items = dict(list(captions.items())[:limit]) if limit else captions
         generated = str(out_dir / "generated")
-        module = load_ldm(checkpoint, device)
-        localisation = generate_folder(module, items, Path(generated), num_inference_steps=num_inference_steps,
-                                       guidance_scale=guidance_scale, scheduler=scheduler, seed=seed,
-                                       batch_size=batch_size, attention_localisation=attention_localisation)
+        module = source.load()
+        localisation = generate_folder(module, items, Path(generated), num_inference_steps=sampling.num_inference_steps,
+                                       guidance_scale=sampling.guidance_scale, scheduler=sampling.scheduler,
+                                       seed=sampling.seed, batch_size=batch_size,
+                                       attention_localisation=attention_localisation,
+                                       duration_seconds=sampling.duration_seconds,
+                                       negative_prompt=sampling.negative_prompt, progress=progress)
     if not generated:
         raise UserInputError("nothing to evaluate: give generated (a folder of audio) or checkpoint + prompts")
     selected = [m for m in metrics if m in METRICS]
@@ -187,7 +197,7 @@ def evaluate(
             stages = StageCeilings(ceiling_pipeline(module if module is not None else load_ldm(ceiling_checkpoint, device)))
 
     suite = MetricSuite(selected, weights_dir=weights_dir, allow_random_weights=allow_random_weights,
-                        download=download_weights, device=device, batch_size=batch_size, clap_backend=clap_backend,
+                        download=download_weights, device=str(device), batch_size=batch_size, clap_backend=clap_backend,
                         kl_unpaired=kl_unpaired, alignment_loudness=alignment_loudness, keep_reference=True)
     skipped: list[Skipped] = []
     gen_files = list_audio(generated, skipped)
@@ -201,19 +211,21 @@ def evaluate(
         ref_files = list_audio(reference, skipped) if ref_kind == "folder" else None
     if ref_kind is not None and any(m in selected for m in ("fd", "fad", "kl")):
         reference_clips = 0
-        for batch in reference_batches(reference, ref_files, batch_size, skipped):
+        batches = reference_batches(reference, ref_files, batch_size, skipped)
+        for batch in progress_bar(batches, enabled=progress, unit="batch", desc="reference features"):
             reference_clips += len(batch)
             suite.update(batch.clips, batch.rates, batch.ids, real=True)
         if not reference_clips:
             raise UserInputError(f"no usable reference audio in {reference}: FD, FAD and KL need reference clips "
                                  "(check the path, or leave out --reference to skip those metrics)")
 
-    rows = {GENERATED_ROW: score_row(suite, iter_folder(gen_files, batch_size, skipped), captions)}
+    rows = {GENERATED_ROW: score_row(suite, iter_folder(gen_files, batch_size, skipped), captions,
+                                     progress_bar(enabled=progress, unit="batch", desc=GENERATED_ROW))}
     if stages is not None:
         for row in stages.rows:
             rendered = (Batch([*stages.render(row, b.clips, b.rates)], [stages.sample_rate] * len(b), b.ids)
                         for b in reference_batches(reference, ref_files, batch_size, []))
-            rows[row] = score_row(suite, rendered, captions)
+            rows[row] = score_row(suite, rendered, captions, progress_bar(enabled=progress, unit="batch", desc=row))
             log.info("scored the %s row (%s)", row, CEILING_ROWS[row])
     results, details, _, resampling = rows[GENERATED_ROW]
     if localisation is not None:
@@ -249,11 +261,16 @@ def reference_batches(reference: str, files: dict[str, Path] | None, batch_size:
     return iter_folder(files, batch_size, skipped) if files is not None else iter_shards(reference, batch_size)
 
 
-def score_row(suite: MetricSuite, batches: Iterable[Batch], captions: dict[str, str]) -> tuple[dict, dict, list, dict]:
+def score_row(suite: MetricSuite, batches: Iterable[Batch], captions: dict[str, str], bar=None) -> tuple[dict, dict, list, dict]:
     """Feed one row's clips (with the caption of each id) to ``suite`` as generated audio, compute, and reset
-    the suite for the next row (reference features are kept). Returns (results, details, records, resampling)."""
+    the suite for the next row (reference features are kept). Returns (results, details, records, resampling).
+    ``bar`` (a tqdm bar, closed at the end) counts the batches."""
     for batch in batches:
         suite.update(batch.clips, batch.rates, batch.ids, [captions.get(i) for i in batch.ids], real=False)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
     results = suite.compute()
     row = (results, dict(suite.details), list(suite.records), dict(suite.resampling))
     suite.reset()

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from ..progress import progress_bar
 from .attributes import SPEAKERS, SPEECH, SPEECH_PHRASES, render_captions, sample_events
 from .generator import espeak_available, render_clip, render_speech
 
@@ -50,6 +51,7 @@ def synth(
     speech: bool = False,
     captions_per_clip: int = 5,
     n_speech: int = 4,
+    progress: bool = True,
 ) -> None:
     """Write synthetic captioned sounds whose captions can be checked by the analyser.
 
@@ -75,6 +77,7 @@ def synth(
         captions_per_clip: Number of different captions written per clip.
         n_speech: Number of speech clips added to train when speech is on; val gets the same
             proportion of its size (rounded up).
+        progress: show a progress bar (quiet when stderr is not a terminal).
     """
     for name, value in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test), ("n_speech", n_speech)):
         if value < 0:
@@ -100,7 +103,7 @@ def synth(
     for split, code in SPLITS.items():
         count = {"train": n_train, "val": n_val, "test": n_test}[split]
         rows = []
-        for i in range(count):
+        for i in progress_bar(range(count), enabled=progress, unit="clip", desc=f"synth {split}"):
             rng = _clip_rng(seed, code, i)
             events = sample_events(rng, max_events, heldout=split == "test")
             audio, params = render_clip(events, sample_rate, duration, rng)

@@ -18,6 +18,7 @@ import torch
 from lightning_auffusion.audio.io import AUDIO_EXTENSIONS, AudioLoadError, load_audio, save_wav
 from lightning_auffusion.audio.mel import LogMelSpectrogram, peak_normalize
 from lightning_auffusion.errors import UserInputError
+from lightning_auffusion.progress import progress_bar
 from lightning_auffusion.vocoder.checkpoint import (
     generator_from_lightning,
     load_state_into,
@@ -107,6 +108,7 @@ def vocode(
     griffin_lim_iters: int = 32,
     peak_normalize_input: bool = True,
     max_seconds: float | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Resynthesise audio files through a vocoder: audio -> log-mel -> generator -> WAV.
 
@@ -121,6 +123,7 @@ def vocode(
         griffin_lim_iters: Griffin-Lim iterations.
         peak_normalize_input: peak-normalise each input to the front end's level first (as Auffusion does).
         max_seconds: use only the start of each file.
+        progress: show a progress bar (quiet when stderr is not a terminal).
     """
     generator = load_vocoder(vocoder, map_location=device, config=vocoder_config)
     mel_cfg = generator.config.mel_config()
@@ -132,7 +135,7 @@ def vocode(
     if not files:
         raise UserInputError(f"no audio files found in {inputs} (extensions: {', '.join(AUDIO_EXTENSIONS)})")
     results: dict[str, Any] = {}
-    for path in files:
+    for path in progress_bar(files, enabled=progress, unit="file", desc="vocode"):
         try:
             audio, _ = load_audio(path, target_sr=mel_cfg.sample_rate, max_seconds=max_seconds)
         except AudioLoadError as err:

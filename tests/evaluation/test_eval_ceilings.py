@@ -78,7 +78,7 @@ def test_evaluate_scores_the_ceiling_rows_beside_generated_audio(synthetic_set, 
     assert list(off["rows"]) == ["generated"]
     with pytest.raises(ValueError, match="ceiling_checkpoint is for a generated folder"):
         evaluate(checkpoint=checkpoint, ceiling_checkpoint=checkpoint, prompts=str(synthetic_set["prompts"]))
-    with pytest.raises(ValueError, match="attention_localisation needs checkpoint"):
+    with pytest.raises(ValueError, match="attention_localisation needs a model"):
         evaluate(generated=str(synthetic_set["generated"]), attention_localisation=True)
 
 

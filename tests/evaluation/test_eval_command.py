@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import sys
 import tarfile
 import types
 
@@ -88,16 +87,12 @@ def test_evaluate_against_shards_and_without_reference(synthetic_set, tmp_path):
 def test_evaluate_generates_from_a_checkpoint_first(synthetic_set, tmp_path, monkeypatch):
     calls = []
 
-    class FakeLDM:
+    class FakePipeline:
         sampling = {"scheduler": "ddim", "guidance_scale": 2.0, "num_inference_steps": 50}  # from its config
 
-        @classmethod
-        def load_from_checkpoint(cls, path, map_location=None):
-            calls.append(("load", path))
-            return cls()
-
-        def eval(self):
-            return self
+    def fake_load(source):
+        calls.append(("load", source.checkpoint, source.device))
+        return FakePipeline()
 
     def fake_generate(module, prompts, *, num_inference_steps, guidance_scale, scheduler, duration_seconds, seed,
                       batch_size):
@@ -105,10 +100,9 @@ def test_evaluate_generates_from_a_checkpoint_first(synthetic_set, tmp_path, mon
         audio = torch.stack([torch.sin(torch.arange(32000) * 0.05 * (s + 1)) * 0.5 for s in seed])
         return types.SimpleNamespace(audio=audio, sample_rate=16000)
 
-    fake_module = types.ModuleType("lightning_auffusion.diffusion.module")
-    fake_module.AuffusionLDM = FakeLDM
-    fake_module.load_ldm_checkpoint = FakeLDM.load_from_checkpoint
-    monkeypatch.setitem(sys.modules, "lightning_auffusion.diffusion.module", fake_module)
+    from lightning_auffusion.diffusion.loading import ModelSource
+
+    monkeypatch.setattr(ModelSource, "load", fake_load)
     import lightning_auffusion.diffusion.sampling as sampling
 
     monkeypatch.setattr(sampling, "generate", fake_generate)
@@ -117,7 +111,7 @@ def test_evaluate_generates_from_a_checkpoint_first(synthetic_set, tmp_path, mon
     report = evaluate(checkpoint="model.ckpt", prompts=str(prompts), metrics=["alignment", "is"],
                       output=str(tmp_path / "run"), batch_size=2, num_inference_steps=3, seed=10,
                       allow_random_weights=True, weights_dir=str(tmp_path / "w"))
-    assert calls[0] == ("load", "model.ckpt")
+    assert calls[0] == ("load", "model.ckpt", "auto")  # the model's options are generate's
     # --num_inference_steps wins; scheduler and guidance come from the checkpoint's own sampling settings
     assert calls[1] == ("generate", ["a sine tone", "white noise"], [10, 11], 3, "ddim", 2.0)
     assert calls[2] == ("generate", ["beeps"], [12], 3, "ddim", 2.0)
