@@ -73,15 +73,19 @@ def test_float32_front_end_matches_released_converter_on_real_recordings(path):
     assert diff["vae_image"] <= 2 * IMAGE_BOUND, diff
 
 
-def test_float32_front_end_matches_released_converter_on_espeak_speech(tmp_path):
+def _speech_int16(tmp_path) -> np.ndarray:
+    """espeak-ng speech at 16 kHz as int16 samples (a 16-bit recording); skips without espeak-ng."""
     speech = espeak_speech(tmp_path)
     if speech is None:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
     audio, rate = speech
     at16k = resample(torch.from_numpy(audio), rate, 16000).numpy()
-    pcm = np.clip(np.round(at16k * 32767.0), -32768, 32767).astype(np.int16)
+    return np.clip(np.round(at16k * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def test_float32_front_end_matches_released_converter_on_espeak_speech(tmp_path):
     path = tmp_path / "speech16k.wav"
-    scipy.io.wavfile.write(str(path), 16000, pcm)
+    scipy.io.wavfile.write(str(path), 16000, _speech_int16(tmp_path))
     diff = _compare(path)
     assert diff["wave"] == 0.0
     assert diff["log_mel"] <= LOG_MEL_BOUND, diff
@@ -103,12 +107,6 @@ def test_peak_normalisation_is_the_released_float64_one_cast_once():
 
 
 def test_float64_mode_matches_the_float64_oracle_on_speech(tmp_path):
-    speech = espeak_speech(tmp_path)
-    if speech is None:
-        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
-    audio, rate = speech
-    at16k = resample(torch.from_numpy(audio), rate, 16000).numpy()
-    samples = np.clip(np.round(at16k * 32767.0), -32768, 32767).astype(np.int16)
-    wave = released_waveform(samples)
+    wave = released_waveform(_speech_int16(tmp_path))
     ours = LogMelSpectrogram(MelConfig(dtype="float64"))(wave)[0].double().numpy()
     assert np.abs(ours - reference_log_mel(wave[0].double().numpy())).max() < 1e-4
