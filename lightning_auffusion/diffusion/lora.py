@@ -160,6 +160,16 @@ def load_lora(unet: nn.Module, path: str, fuse: bool = True, scale: float = 1.0)
     return unet
 
 
+def merged_copy(unet: nn.Module) -> nn.Module:
+    """A copy of ``unet`` with its adapters merged into the base weights and removed (a plain U-Net)."""
+    import copy
+
+    merged = copy.deepcopy(unet)
+    merged.fuse_lora()
+    merged.unload_lora()
+    return merged
+
+
 def export_lora_command(checkpoint: str, output_dir: str = "outputs/lora") -> str:
     """Export the LoRA adapter of an AuffusionLDM checkpoint in diffusers' format.
 

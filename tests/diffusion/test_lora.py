@@ -164,3 +164,48 @@ def test_missing_lora_file_is_one_line(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="export-lora"):
         load_lora(UNet2DConditionModel.from_config(tiny_unet_config()), str(tmp_path))
+
+
+def _checkpoint(model: AuffusionLDM, path) -> str:
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, max_steps=0)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return str(path)
+
+
+def test_export_lora_command_and_generate_lora_apply_the_adapter(tmp_path):
+    from lightning_auffusion.cli import main
+    from lightning_auffusion.diffusion.interop import export_released
+    from lightning_auffusion.diffusion.loading import ModelSource
+
+    base = tiny_ldm().eval()
+    layout = export_released(base, tmp_path / "layout")  # the released layout of the (random) base
+    model = tiny_ldm(unet=str(layout), lora=LORA).eval()
+    with torch.no_grad():
+        for name, p in model.unet.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.1)
+    ckpt = _checkpoint(model, tmp_path / "lora.ckpt")
+    path = main(["export-lora", "--checkpoint", ckpt, "--output_dir", str(tmp_path / "adapter")])
+    assert path.endswith(LORA_WEIGHT_NAME)
+    plain = ModelSource(pretrained=str(layout), device="cpu").load()
+    tuned = ModelSource(pretrained=str(layout), lora=str(tmp_path / "adapter"), device="cpu").load()
+    assert not torch.allclose(_unet_output(plain.unet), _unet_output(model.unet))
+    torch.testing.assert_close(_unet_output(tuned.unet), _unet_output(model.unet), rtol=1e-4, atol=1e-5)
+    # the released-layout export of a LoRA run holds the merged U-Net
+    merged = export_released(model, tmp_path / "merged")
+    again = ModelSource(pretrained=str(merged), device="cpu").load()
+    torch.testing.assert_close(_unet_output(again.unet), _unet_output(model.unet), rtol=1e-4, atol=1e-5)
+    with pytest.raises(UserInputError, match="not trained with LoRA"):
+        main(["export-lora", "--checkpoint", _checkpoint(base, tmp_path / "full.ckpt"), "--output_dir", str(tmp_path / "x")])
+
+
+def test_adamw8bit_without_bitsandbytes_is_one_line(monkeypatch):
+    import sys
+
+    from lightning_auffusion.diffusion.low_memory import AdamW8bit
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)
+    with pytest.raises(ImportError, match="pip install 'lightning-auffusion\\[low-memory\\]'"):
+        AdamW8bit([torch.nn.Parameter(torch.zeros(2))])
