@@ -14,6 +14,7 @@ from lightning_auffusion.diffusion.module import AuffusionLDM  # noqa: E402
 from lightning_auffusion.errors import UserInputError  # noqa: E402
 from tests.helpers import (  # noqa: E402
     ToneDataModule,
+    overfit_losses,
     single_torch_thread,  # noqa: F401 (fixture)
     tiny_ldm,
     tiny_unet_config,
@@ -22,11 +23,6 @@ from tests.helpers import (  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 LORA = {"rank": 4, "alpha": 8, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]}
-
-
-def _loss(model: AuffusionLDM, batch, seeds=range(4)) -> float:
-    with torch.no_grad():
-        return sum(model.diffusion_loss(batch, generator=torch.Generator().manual_seed(s), drop=False).item() for s in seeds) / len(seeds)
 
 
 def _base(model: AuffusionLDM) -> dict[str, torch.Tensor]:
@@ -48,16 +44,7 @@ def test_only_adapters_train_the_loss_falls_and_the_base_is_bit_identical():
     names = {id(p): n for n, p in model.named_parameters()}
     assert params and all(is_lora_key(names[id(p)]) for p in params)
     assert all(not p.requires_grad for n, p in model.unet.named_parameters() if not is_lora_key(n))
-    batch = tone_batch(4)
-    optimizer = model.configure_optimizers()
-    model.train()
-    start = _loss(model, batch)
-    for _ in range(15):
-        loss = model.diffusion_loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    end = _loss(model, batch)
+    start, end = overfit_losses(model, tone_batch(4))
     assert end < 0.8 * start, (start, end)
     after = _base(model)
     assert before.keys() == after.keys()
