@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "export-vae": ("lightning_auffusion.diffusion.vae_module", "export_vae", "export a SpectrogramVAE checkpoint to a diffusers AutoencoderKL folder"),
     "generate": ("lightning_auffusion.diffusion.generate", "generate", "text -> audio with a trained or released model"),
     "export": ("lightning_auffusion.diffusion.interop", "export", "export an LDM run to the released Auffusion layout"),
+    "export-lora": ("lightning_auffusion.diffusion.lora", "export_lora_command", "export an LDM run's LoRA adapter in diffusers' format"),
     "evaluate": ("lightning_auffusion.evaluation.command", "evaluate", "FD/FAD/KL/IS/CLAP/alignment of generated audio"),
     "style-transfer": ("lightning_auffusion.attention.commands", "style_transfer", "SDEdit an audio file towards a prompt"),
     "inpaint": ("lightning_auffusion.attention.commands", "inpaint", "regenerate a time span of an audio file"),

@@ -153,6 +153,25 @@ def tiny_ldm(kinds: tuple[str, ...] = ("clip",), seed: int = 0, **kwargs: Any):
     return AuffusionLDM(**options)
 
 
+def overfit_losses(model, batch: dict[str, Any], steps: int = 15, seeds=range(4)) -> tuple[float, float]:
+    """The model's mean loss on ``batch`` (fixed noise seeds, no dropout) before and after ``steps`` optimiser
+    steps of its own ``configure_optimizers`` on that batch."""
+
+    def loss() -> float:
+        with torch.no_grad():
+            return sum(model.diffusion_loss(batch, generator=torch.Generator().manual_seed(s), drop=False).item()
+                       for s in seeds) / len(seeds)
+
+    optimizer = model.configure_optimizers()
+    model.train()
+    start = loss()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model.diffusion_loss(batch).backward()
+        optimizer.step()
+    return start, loss()
+
+
 def tone_batch(batch_size: int = 4, seconds: float = TINY_FRAMES * 160 / 16000, sample_rate: int = 16000,
                captions: list[str] | None = None, short_by: int = 0) -> dict[str, Any]:
     """A data-module-style batch of distinct harmonic tones with captions (deterministic)."""

@@ -1,7 +1,7 @@
 """Every shipped config under ``conf/`` parses with the real CLI parser and builds at tiny size.
 
-A config that is documented as a layer on top of another (``conf/ldm/encoders/*`` on ``conf/ldm/auffusion.yaml``,
-``conf/predict/*`` on ``conf/ldm/quickstart.yaml``) is checked in that combination. New files are picked up by
+A config that is documented as a layer on top of another (``conf/ldm/encoders/*`` and ``conf/ldm/presets/*`` on
+``conf/ldm/auffusion.yaml``, ``conf/predict/*`` on ``conf/ldm/quickstart.yaml``) is checked in that combination. New files are picked up by
 the glob, and a file the table below does not know how to combine fails :func:`test_every_config_is_covered`.
 
 Building: the model's heavy or remote parts are swapped for tiny random ones through command-line overrides
@@ -36,7 +36,8 @@ from tests.helpers import (  # noqa: F401 (single_torch_thread is a fixture)
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 # folder (relative to conf/) -> (the config its files are layered on, the Lightning command they are for)
-LAYERED = {"ldm/encoders": ("ldm/auffusion.yaml", "fit"), "predict": ("ldm/quickstart.yaml", "predict")}
+LAYERED = {"ldm/encoders": ("ldm/auffusion.yaml", "fit"), "ldm/presets": ("ldm/auffusion.yaml", "fit"),
+           "predict": ("ldm/quickstart.yaml", "predict")}
 
 
 def _combinations() -> list[tuple[str, list[Path]]]:

@@ -314,6 +314,10 @@ def ldm_from_sd15(path: str | os.PathLike, identity_adapter: bool = False, **mod
 
 # ---------------------------------------------------------------------------------------- export
 def _save_model(model: nn.Module, folder: Path, dtype: torch.dtype | None) -> None:
+    if getattr(model, "peft_config", None):  # a LoRA run: the released layout holds the merged U-Net
+        from lightning_auffusion.diffusion.lora import merged_copy
+
+        model = merged_copy(model)
     if dtype is not None and next(model.parameters()).dtype != dtype:
         model = copy.deepcopy(model).to(dtype)
     model.save_pretrained(folder)

@@ -81,6 +81,9 @@ class ModelSource:
         pretrained: a released Auffusion layout: local directory or Hugging Face hub id.
         use_ema: sample with the EMA weights of a checkpoint that kept an EMA.
         vocoder: another vocoder (a vocoder .ckpt or exported folder) instead of the model's own.
+        lora: a LoRA adapter in diffusers' format (pytorch_lora_weights.safetensors or its folder, from export-lora)
+            merged into the U-Net (needs peft).
+        lora_scale: strength of the merged LoRA update (1.0: as trained).
         device: auto (CUDA when available), cpu, cuda or cuda:<n>.
         dtype: precision of U-Net, VAE and text encoders: float32, bfloat16 or float16 (GPU).
     """
@@ -89,6 +92,8 @@ class ModelSource:
     pretrained: str | None = None
     use_ema: bool = True
     vocoder: str | None = None
+    lora: str | None = None
+    lora_scale: float = 1.0
     device: DeviceName = "auto"
     dtype: DtypeName = "float32"
 
@@ -97,9 +102,15 @@ class ModelSource:
         device = resolve_device(self.device)
         dtype = check_dtype(self.dtype, device)
         pipeline = load_pipeline(self.checkpoint, self.pretrained, use_ema=self.use_ema, vocoder=self.vocoder)
+        if self.lora is not None:
+            from lightning_auffusion.diffusion.lora import load_lora
+
+            load_lora(pipeline.unet, self.lora, fuse=True, scale=self.lora_scale)
+            log.info("merged LoRA %s (scale %g) into the U-Net", self.lora, self.lora_scale)
         return pipeline.to(device, dtype if dtype != pipeline.dtype else None)  # no cast when already there
 
     @property
     def name(self) -> str | None:
         """What the model was loaded from, for manifests."""
-        return self.checkpoint or self.pretrained
+        name = self.checkpoint or self.pretrained
+        return f"{name} + LoRA {self.lora}" if self.lora and name else name

@@ -15,7 +15,6 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
@@ -25,6 +24,8 @@ from lightning_auffusion.diffusion.conditioning import TextConditioner, default_
 from lightning_auffusion.diffusion.ema import EMAConfig, make_ema, move_ema, swapped_in
 from lightning_auffusion.diffusion.encoders import EncoderSpec
 from lightning_auffusion.diffusion.latent_cache import LatentCache, fingerprint
+from lightning_auffusion.diffusion.lora import LoRAConfig, add_lora, is_lora_key, lora_hparams
+from lightning_auffusion.diffusion.loss_weighting import check_switches, min_snr_weights, offset_noise, weighted_mse
 from lightning_auffusion.diffusion.positions import (
     check_position_channels,
     with_frame_positions,
@@ -95,6 +96,11 @@ class AuffusionLDM(LightningModule):
         frame_position_channels: sine/cosine channels of each latent frame's position in the clip appended to the
             U-Net input (diffusion.positions; the U-Net's in_channels = latent channels + this). 0: none,
             as released; small U-Nets (the CPU quickstart) use them to place consecutive events in time.
+        lora: LoRA fine-tuning (diffusion.lora.LoRAConfig: rank, alpha, target_modules, dropout, init): the U-Net is
+            frozen and only its adapters train; checkpoints keep the adapters and the U-Net's source (and the base
+            weights only when unet is a config dict). None: full fine-tune, as released.
+        snr_gamma: Min-SNR-gamma loss weighting (5.0 in the paper); None: plain MSE, as released.
+        noise_offset: offset noise, noise + noise_offset * randn(B, C, 1, 1) (0.05-0.1 usual); 0: off, as released.
     """
 
     def __init__(
@@ -130,9 +136,16 @@ class AuffusionLDM(LightningModule):
         save_frozen_weights: bool = True,
         validation_seed: int = 0,
         frame_position_channels: int = 0,
+        lora: LoRAConfig | None = None,
+        snr_gamma: float | None = None,
+        noise_offset: float = 0.0,
     ) -> None:
         super().__init__()
         check_position_channels(frame_position_channels)
+        check_switches(snr_gamma, noise_offset)
+        lora = as_dataclass(lora, LoRAConfig)
+        if lora is not None and use_ema:
+            raise UserInputError("use_ema with lora is not supported (the EMA would copy the whole frozen U-Net): set model use_ema: false")
         specs = [as_dataclass(e, EncoderSpec) for e in (encoders if encoders is not None else default_encoders())]
         mel = as_dataclass(mel, MelConfig)
         image = as_dataclass(image, ImageConfig)
@@ -145,6 +158,7 @@ class AuffusionLDM(LightningModule):
         self.hparams["mel"] = asdict(mel) if mel is not None else None
         self.hparams["image"] = asdict(image) if image is not None else None
         self.hparams["ema_config"] = asdict(ema_config)
+        self.hparams["lora"] = lora_hparams(lora)
 
         self.frontend = AuffusionFrontend(mel, image, n_frames=n_frames, peak_normalize=peak_normalize)
         self.vae = build_vae(vae)
@@ -158,6 +172,8 @@ class AuffusionLDM(LightningModule):
             compile=compile,
             compile_mode=compile_mode,
         )
+        if lora is not None:
+            add_lora(self.unet, lora)
         latent_channels = int(getattr(self.vae.config, "latent_channels", 4))
         if int(self.unet.config.in_channels) != latent_channels + frame_position_channels:
             raise ValueError(
@@ -189,7 +205,10 @@ class AuffusionLDM(LightningModule):
         return parts
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        return [p for m in self.trainable_modules() for p in m.parameters()]
+        params = [p for m in self.trainable_modules() for p in m.parameters()]
+        if self.hparams.lora is not None:  # the frozen base U-Net stays out of the optimiser
+            params = [p for p in params if p.requires_grad]
+        return params
 
     def train(self, mode: bool = True) -> AuffusionLDM:
         super().train(mode)
@@ -247,6 +266,7 @@ class AuffusionLDM(LightningModule):
         drop_mask = self.conditioner.sample_drop_mask(batch_size, generator=cpu_gen) if drop else None
         cond = self.conditioner(list(batch["caption"]), drop_mask=drop_mask)
         noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
+        noise = offset_noise(noise, self.hparams.noise_offset, generator)
         steps = self.noise_scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (batch_size,), generator=generator, device=latents.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
@@ -260,7 +280,11 @@ class AuffusionLDM(LightningModule):
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         noisy = with_frame_positions(noisy, self.hparams.frame_position_channels)
         pred = self.unet(noisy, timesteps, encoder_hidden_states=cond).sample
-        return F.mse_loss(pred.float(), target.float())
+        weights = None
+        if self.hparams.snr_gamma is not None:
+            weights = min_snr_weights(self.noise_scheduler.alphas_cumprod, timesteps, self.hparams.snr_gamma,
+                                      self.noise_scheduler.config.prediction_type)
+        return weighted_mse(pred, target, weights)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.diffusion_loss(batch)
@@ -325,12 +349,18 @@ class AuffusionLDM(LightningModule):
             trained = tuple(f"conditioner.encoders.{i}." for i, s in enumerate(self.conditioner.specs) if s.trainable)
             for key in [k for k in state if k.startswith(FROZEN_PREFIXES) and not k.startswith(trained)]:
                 del state[key]
+        if self.hparams.lora is not None and not isinstance(self.hparams.unet, dict):
+            # the base U-Net is rebuilt from its source (hub id or path) on load; a random-init (dict) base is kept
+            for key in [k for k in checkpoint["state_dict"] if k.startswith("unet.") and not is_lora_key(k)]:
+                del checkpoint["state_dict"][key]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("state_dict")
         if state is not None:  # frozen parts left out of the checkpoint: keep the ones rebuilt from their sources
+            lora = self.hparams.lora is not None
             for key, value in self.state_dict().items():
-                if key.startswith(FROZEN_PREFIXES) and key not in state:
+                rebuilt = key.startswith(FROZEN_PREFIXES) or (lora and key.startswith("unet.") and not is_lora_key(key))
+                if rebuilt and key not in state:
                     state[key] = value
         if self.ema is None:
             return

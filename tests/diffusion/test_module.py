@@ -12,6 +12,7 @@ import yaml
 from lightning_auffusion.diffusion.module import AuffusionLDM
 from tests.helpers import (
     ToneDataModule,
+    overfit_losses,
     single_torch_thread,  # noqa: F401 (fixture)
     tiny_frontend_kwargs,
     tiny_ldm,
@@ -62,16 +63,7 @@ def test_shapes_and_defaults(model):
 def test_tiny_model_overfits_a_handful_of_clips():
     torch.manual_seed(0)
     model = tiny_ldm(learning_rate=2e-3)
-    batch = tone_batch(4)
-    optimizer = model.configure_optimizers()
-    model.train()
-    start = _eval_loss(model, batch)
-    for _ in range(15):
-        loss = model.diffusion_loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    end = _eval_loss(model, batch)
+    start, end = overfit_losses(model, tone_batch(4))
     assert end < 0.5 * start, (start, end)
 
 
