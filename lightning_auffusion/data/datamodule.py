@@ -215,6 +215,14 @@ class AudioShardDataModule(pl.LightningDataModule):
         return max(1, sum(counts) // (self.batch_size * world_size))
 
     # -- pipelines -------------------------------------------------------------------------------
+    def decode_stage(self, seconds: float | None, random_choice: bool, rank: int) -> wds.utils.PipelineStage:
+        """Raw shard samples -> clip dicts: a ``seconds`` window (random start and caption when ``random_choice``)."""
+        return DecodeClips(self._samples(seconds), self.sample_rate, random_choice, self.seed, rank)
+
+    @staticmethod
+    def collate(samples: list[dict]) -> dict:
+        return collate_clips(samples)
+
     def train_pipeline(self) -> SizedPipeline:
         urls = self._urls("train")
         rank, world = self.rank_and_world()
@@ -228,8 +236,8 @@ class AudioShardDataModule(pl.LightningDataModule):
             ),
             ReadShards(self.max_consecutive_shard_failures),
             SeededShuffle(self.shuffle_buffer, self.shuffle_initial, self.seed, rank),
-            DecodeClips(self._samples(self.segment_seconds), self.sample_rate, True, self.seed, rank),
-            wds.batched(self.batch_size, collation_fn=collate_clips, partial=False),
+            self.decode_stage(self.segment_seconds, True, rank),
+            wds.batched(self.batch_size, collation_fn=self.collate, partial=False),
             WorkerShare(batches),
             length=batches,
         )
@@ -245,8 +253,8 @@ class AudioShardDataModule(pl.LightningDataModule):
         if self.eval_split == "sample":
             stages.append(SampleSplit(urls, rank, world, sample_offsets(urls, counts)))
         stages += [
-            DecodeClips(self._samples(self.val_segment_seconds), self.sample_rate, False, self.seed, rank),
-            wds.batched(self.val_batch_size, collation_fn=collate_clips, partial=True),
+            self.decode_stage(self.val_segment_seconds, False, rank),
+            wds.batched(self.val_batch_size, collation_fn=self.collate, partial=True),
         ]
         length = None
         if counts is not None:
