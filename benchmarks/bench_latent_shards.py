@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_ldm_training import clip_tokenizer_dir, model_configs  # noqa: E402
+from bench_ldm_training import clip_tokenizer_dir, model_configs, optimise  # noqa: E402
 
 SECONDS = 10.0
 WINDOW = 10.24
@@ -92,19 +92,12 @@ def step_worker(args) -> dict:
                 batches_per_epoch=args.warmup + args.steps, segment_seconds=WINDOW)
     batches = iter(data.train_dataloader())
 
-    def step():
-        loss = model.diffusion_loss(next(batches))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss
-
     for _ in range(args.warmup):
-        step()
+        optimise(model.diffusion_loss(next(batches)), optimizer)
     times = []
     for _ in range(args.steps):
         start = time.perf_counter()
-        loss = step()
+        loss = optimise(model.diffusion_loss(next(batches)), optimizer)
         times.append(time.perf_counter() - start)
     return {"mode": args.mode, "step_times_s": times, "mean_step_s": sum(times) / len(times), "final_loss": float(loss),
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
