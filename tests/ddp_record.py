@@ -21,6 +21,6 @@ class RecordKeys(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._write(trainer, {"epoch": trainer.current_epoch, "step": trainer.global_step, "keys": list(batch["key"])})
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    def on_validation_end(self, trainer, pl_module) -> None:  # after the epoch metrics are reduced and logged
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         self._write(trainer, {"epoch": trainer.current_epoch, "step": trainer.global_step, "val": metrics})

@@ -104,7 +104,7 @@ def test_two_process_ddp_fit_splits_reduces_checkpoints_once_and_resumes(tmp_pat
         "--ckpt_path", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), cwd=repo)
     single = [json.loads(line) for line in (tmp_path / "records" / "rank0.jsonl").read_text().splitlines()]
     assert single[-1]["world"] == 1
-    assert abs(single[-1]["val"]["val/loss"] - ddp_val[-1]) < 1e-6 * max(1.0, abs(ddp_val[-1]))
+    assert abs(single[-1]["val"]["val/loss"] - ddp_val[-1]) < 1e-5 * max(1.0, abs(ddp_val[-1]))
 
     (tmp_path / "records").rename(tmp_path / "records_first")
     cli("fit", "--config", str(config), *ddp, "--trainer.max_epochs", "3",
