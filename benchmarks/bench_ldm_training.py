@@ -73,6 +73,14 @@ def model_configs(size: str) -> tuple[dict, dict, dict]:
     return unet, vae, text
 
 
+def optimise(loss, optimizer):
+    """Backward, optimiser step, gradients cleared; returns ``loss``."""
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss
+
+
 def make_batch(batch_size: int, device):
     import torch
 
@@ -130,10 +138,7 @@ def worker(args) -> dict:
                 t = torch.randint(0, 1000, (latents.shape[0],), device=device)
                 pred = unet(noise_scheduler.add_noise(latents, noise, t), t, encoder_hidden_states=cond).sample
                 loss = torch.nn.functional.mse_loss(pred.float(), noise.float())
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            return loss
+            return optimise(loss, optimizer)
     else:
         from lightning_auffusion.diffusion.encoders import EncoderSpec
         from lightning_auffusion.diffusion.module import AuffusionLDM
@@ -152,10 +157,7 @@ def worker(args) -> dict:
         def step():
             with torch.autocast(device.type, dtype=dtype, enabled=use_autocast):
                 loss = model.diffusion_loss(batch)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            return loss
+            return optimise(loss, optimizer)
 
     for _ in range(args.warmup):
         step()

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "synth": ("lightning_auffusion.synth.command", "synth", "write synthetic captioned sounds with verifiable captions"),
     "shard": ("lightning_auffusion.data.shards", "shard", "turn an audio folder + caption manifest into WebDataset shards"),
     "stats": ("lightning_auffusion.data.stats", "stats", "dataset log-mel mean/std for the 'meanstd' image mode"),
+    "encode": ("lightning_auffusion.diffusion.encode", "encode", "audio shards -> latent shards (VAE posteriors, captions, text outputs)"),
     "export-vocoder": ("lightning_auffusion.vocoder.export", "export_vocoder", "export a trained vocoder checkpoint"),
     "vocode": ("lightning_auffusion.vocoder.export", "vocode", "resynthesise audio files through a vocoder"),
     "export-vae": ("lightning_auffusion.diffusion.vae_module", "export_vae", "export a SpectrogramVAE checkpoint to a diffusers AutoencoderKL folder"),

@@ -18,6 +18,7 @@ PROJECT_CLASSES: dict[str, str] = {
     "SpectrogramVAE": "lightning_auffusion.diffusion.vae_module",
     "VocoderModule": "lightning_auffusion.vocoder.module",
     "AudioShardDataModule": "lightning_auffusion.data.datamodule",
+    "LatentShardDataModule": "lightning_auffusion.data.latents",
     "PromptDataModule": "lightning_auffusion.data.prompts",
 }
 

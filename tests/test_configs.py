@@ -36,7 +36,11 @@ from tests.helpers import (  # noqa: F401 (single_torch_thread is a fixture)
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 # folder (relative to conf/) -> (the config its files are layered on, the Lightning command they are for)
+<<<<<<< HEAD
 LAYERED = {"ldm/encoders": ("ldm/auffusion.yaml", "fit"), "ldm/presets": ("ldm/auffusion.yaml", "fit"),
+=======
+LAYERED = {"ldm/encoders": ("ldm/auffusion.yaml", "fit"), "ldm/strategies": ("ldm/auffusion.yaml", "fit"),
+>>>>>>> encode
            "predict": ("ldm/quickstart.yaml", "predict")}
 
 
@@ -101,6 +105,8 @@ def _tiny_overrides(files: list[Path], tmp_path: Path, capsys) -> list[str]:
     printed = yaml.safe_load(capsys.readouterr().out)
     model = printed["model"]["init_args"]
     args = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--trainer.default_root_dir", str(tmp_path)]
+    if "FSDPStrategy" in json.dumps(printed["trainer"].get("strategy")):
+        args += ["--trainer.strategy", "auto"]  # Lightning builds FSDP on a GPU only; its init_args were parsed above
     if printed["model"]["class_path"].endswith("AuffusionLDM"):
         encoders = [asdict(tiny_spec(e["kind"], name=e["name"])) if e["kind"] != "minilm" else e for e in model["encoders"]]
         args += ["--model.init_args.unet", json.dumps(tiny_unet_config()), "--model.init_args.vae", json.dumps(tiny_vae_config()),

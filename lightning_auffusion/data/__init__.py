@@ -1,5 +1,5 @@
 """Data: caption manifests, WebDataset shards (``shard``), dataset statistics (``stats``) and the
-streaming ``AudioShardDataModule``.
+streaming ``AudioShardDataModule`` (and ``LatentShardDataModule`` over ``encode``'s latent shards).
 
 The ``stats`` command is ``lightning_auffusion.data.stats.stats`` (the submodule owns that name).
 
@@ -12,6 +12,8 @@ __getattr__, __dir__, __all__ = lazy_exports(
     __name__,
     {
         "AudioShardDataModule": "datamodule",
+        "LatentShardDataModule": "latents",
+        "collate_latents": "latents",
         "ClipEntry": "manifest",
         "Manifest": "manifest",
         "ManifestConfig": "manifest",

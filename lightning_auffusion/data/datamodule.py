@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from lightning_auffusion.data.pipeline import (
     DecodeClips,
+    EpochShards,
     ReadShards,
     SampleSplit,
     SeededShuffle,
@@ -100,6 +101,7 @@ class AudioShardDataModule(pl.LightningDataModule):
         rank: int | None = None,
         world_size: int | None = None,
         max_consecutive_shard_failures: int = 32,
+        train_sampling: str = "resample",
     ) -> None:
         """
         Args:
@@ -128,8 +130,14 @@ class AudioShardDataModule(pl.LightningDataModule):
             world_size: number of ranks; None = from the trainer, WORLD_SIZE or torch.distributed.
             max_consecutive_shard_failures: training shards in a row that may give no readable sample before
                 training stops with an error (bad shards among good ones are logged and skipped).
+            train_sampling: "resample": shards drawn with replacement per rank and worker (endless stream);
+                "epoch": every shard once per epoch in a seeded order, its clips split over ranks and workers
+                (each clip at most once per epoch; for multi-GPU runs where an epoch should mean one pass).
         """
         super().__init__()
+        if train_sampling not in ("resample", "epoch"):
+            raise UserInputError(f"train_sampling must be 'resample' or 'epoch', got {train_sampling!r}")
+        self.train_sampling = train_sampling
         if eval_split not in ("sample", "shard"):
             raise UserInputError(f"eval_split must be 'sample' or 'shard', got {eval_split!r}")
         if batch_size < 1 or (val_batch_size is not None and val_batch_size < 1):
@@ -215,10 +223,35 @@ class AudioShardDataModule(pl.LightningDataModule):
         return max(1, sum(counts) // (self.batch_size * world_size))
 
     # -- pipelines -------------------------------------------------------------------------------
+    def decode_stage(self, seconds: float | None, random_choice: bool, rank: int) -> wds.utils.PipelineStage:
+        """Raw shard samples -> clip dicts: a ``seconds`` window (random start and caption when ``random_choice``)."""
+        return DecodeClips(self._samples(seconds), self.sample_rate, random_choice, self.seed, rank)
+
+    @staticmethod
+    def collate(samples: list[dict]) -> dict:
+        return collate_clips(samples)
+
     def train_pipeline(self) -> SizedPipeline:
         urls = self._urls("train")
         rank, world = self.rank_and_world()
         batches = self.train_batches(urls, world)
+        if self.train_sampling == "epoch":
+            counts = shard_counts(urls)
+            if counts is not None and sum(counts) < batches * self.batch_size * world:
+                raise UserInputError(
+                    f"train_sampling 'epoch': {sum(counts)} clips cannot fill {batches} batches of {self.batch_size} on "
+                    f"{world} rank(s); lower batches_per_epoch or leave it unset"
+                )
+            return SizedPipeline(
+                EpochShards(urls, self.seed),
+                wds.tarfile_to_samples(handler=log_and_skip),
+                SampleSplit(urls, rank, world, sample_offsets(urls, counts)),
+                SeededShuffle(self.shuffle_buffer, self.shuffle_initial, self.seed, rank),
+                self.decode_stage(self.segment_seconds, True, rank),
+                wds.batched(self.batch_size, collation_fn=self.collate, partial=False),
+                WorkerShare(batches),
+                length=batches,
+            )
         return SizedPipeline(
             wds.ResampledShards(
                 urls,
@@ -228,8 +261,8 @@ class AudioShardDataModule(pl.LightningDataModule):
             ),
             ReadShards(self.max_consecutive_shard_failures),
             SeededShuffle(self.shuffle_buffer, self.shuffle_initial, self.seed, rank),
-            DecodeClips(self._samples(self.segment_seconds), self.sample_rate, True, self.seed, rank),
-            wds.batched(self.batch_size, collation_fn=collate_clips, partial=False),
+            self.decode_stage(self.segment_seconds, True, rank),
+            wds.batched(self.batch_size, collation_fn=self.collate, partial=False),
             WorkerShare(batches),
             length=batches,
         )
@@ -245,8 +278,8 @@ class AudioShardDataModule(pl.LightningDataModule):
         if self.eval_split == "sample":
             stages.append(SampleSplit(urls, rank, world, sample_offsets(urls, counts)))
         stages += [
-            DecodeClips(self._samples(self.val_segment_seconds), self.sample_rate, False, self.seed, rank),
-            wds.batched(self.val_batch_size, collation_fn=collate_clips, partial=True),
+            self.decode_stage(self.val_segment_seconds, False, rank),
+            wds.batched(self.val_batch_size, collation_fn=self.collate, partial=True),
         ]
         length = None
         if counts is not None:

@@ -143,7 +143,7 @@ class ReadShards(wds.utils.PipelineStage):
 def set_stream_epoch(pipeline: wds.DataPipeline, epoch: int) -> None:
     """Make the next pass over ``pipeline`` use stream epoch ``epoch`` (shard draws, shuffle, crops, captions)."""
     for stage in pipeline.pipeline:
-        if isinstance(stage, (wds.ResampledShards, DecodeClips, SeededShuffle)):
+        if isinstance(stage, (wds.ResampledShards, DecodeClips, SeededShuffle, EpochShards)):
             stage.epoch = epoch - 1  # each stage counts one up when a pass begins
 
 
@@ -265,6 +265,22 @@ class SeededShuffle(wds.utils.PipelineStage):
         if self.bufsize <= 1:
             return iter(src)
         return wds.shuffle(self.bufsize, min(self.initial, self.bufsize), rng=worker_rng(self.seed, self.rank, self.epoch))(src)
+
+
+class EpochShards(wds.utils.PipelineStage):
+    """Every shard once per pass, in an order drawn from (seed, epoch) only, so every rank and DataLoader worker
+    reads the same order (a ``SampleSplit`` after it then gives each rank its own clips)."""
+
+    def __init__(self, urls: Sequence[str], seed: int | None = 0) -> None:
+        self.urls, self.seed = list(urls), seed
+        self.epoch = -1
+
+    def run(self, src: Iterable[Any] = ()) -> Iterator[dict[str, str]]:
+        self.epoch += 1
+        order = list(self.urls)
+        random.Random(f"{self.seed}:shards:{self.epoch}").shuffle(order)
+        for url in order:
+            yield {"url": url}
 
 
 def sample_offsets(urls: Sequence[str], counts: Sequence[int] | None) -> list[int]:

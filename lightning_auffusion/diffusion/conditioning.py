@@ -183,8 +183,12 @@ class TextConditioner(nn.Module):
         return sum(len(c) for c in self._cache)
 
     # ------------------------------------------------------------------ conditioning
-    def forward(self, captions: list[str], drop_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(batch, sequence_length, cross_attention_dim); ``drop_mask[b, i]`` zeros encoder i's slot of sample b."""
+    def forward(self, captions: list[str], drop_mask: torch.Tensor | None = None,
+                precomputed: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """(batch, sequence_length, cross_attention_dim); ``drop_mask[b, i]`` zeros encoder i's slot of sample b.
+
+        ``precomputed`` maps a frozen encoder's name to its stored output for ``captions`` ((batch,
+        max_length, d), as ``encode_hidden`` gives it, e.g. from latent shards), used instead of running it."""
         if isinstance(captions, str):
             raise TypeError("captions must be a list of strings, got a single string")
         batch = len(captions)
@@ -192,7 +196,11 @@ class TextConditioner(nn.Module):
             raise UserInputError(f"drop_mask must have shape ({batch}, {self.num_encoders}), got {tuple(drop_mask.shape)}")
         slots = []
         for index, adapter in enumerate(self.adapters):
-            hidden = self.encode_hidden(index, captions)
+            spec = self.specs[index]
+            if precomputed is not None and spec.name in precomputed and not spec.trainable:
+                hidden = fit_sequence(precomputed[spec.name].to(adapter.proj.weight.device), spec.max_length)
+            else:
+                hidden = self.encode_hidden(index, captions)
             emb = adapter(hidden.to(adapter.proj.weight.dtype))
             if drop_mask is not None:
                 keep = ~drop_mask[:, index].to(device=emb.device, dtype=torch.bool)

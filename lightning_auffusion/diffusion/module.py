@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any, Literal
@@ -44,6 +45,18 @@ from lightning_auffusion.errors import MissingInputError, UserInputError
 log = logging.getLogger(__name__)
 
 FROZEN_PREFIXES = ("vae.", "conditioner.encoders.", "vocoder.")
+Generators = torch.Generator | list[torch.Generator] | None
+
+
+def _as_list(generator: Generators) -> list[torch.Generator]:
+    return generator if isinstance(generator, list) else [generator]
+
+
+def randn_rows(shape: torch.Size, generator: Generators, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Standard normal noise of ``shape``; with a list of generators, row ``i`` drawn from generator ``i``."""
+    if not isinstance(generator, list):
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    return torch.stack([torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in generator]).to(device)
 
 
 def load_frozen_vocoder(path: str) -> torch.nn.Module:
@@ -228,16 +241,58 @@ class AuffusionLDM(LightningModule):
         """The frozen VAE's posterior (mean and log-variance stacked, (B, 2C, h, w)) of ``images``."""
         return self.vae.encode(images.to(self.vae.dtype)).latent_dist.parameters
 
-    def latents_from_posterior(self, parameters: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def latents_from_posterior(self, parameters: torch.Tensor, generator: Generators = None) -> torch.Tensor:
         mean, logvar = parameters.float().chunk(2, dim=1)
         if not self.hparams.sample_posterior:
             return mean * self.vae_scaling_factor
         std = torch.exp(0.5 * logvar.clamp(-30.0, 20.0))
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        noise = randn_rows(mean.shape, generator, mean.device, mean.dtype)
         return (mean + std * noise) * self.vae_scaling_factor
 
+    @property
+    def latent_fingerprint(self) -> str:
+        """Fingerprint of the frozen VAE and front end (diffusion.latent_fingerprint), computed once."""
+        if getattr(self, "_latent_fingerprint", None) is None:
+            from lightning_auffusion.diffusion.latent_fingerprint import latent_fingerprint
+
+            self._latent_fingerprint = latent_fingerprint(self.vae, self.frontend)
+        return self._latent_fingerprint
+
+    def check_latent_batch(self, batch: dict[str, Any]) -> None:
+        """Refuse pre-encoded latents (``encode``) made with another VAE or front end than this model's."""
+        prints = set(batch.get("fingerprint") or [""])
+        if prints != {self.latent_fingerprint}:
+            shown = ", ".join(sorted(p[:12] or "none" for p in prints))
+            raise UserInputError(
+                f"latent shards (fingerprint {shown}) were encoded with another VAE or front end than this model's "
+                f"({self.latent_fingerprint[:12]}): re-encode them with this model's vae/mel/image settings "
+                "(python -m lightning_auffusion encode --ldm_config <this config> ...) or train from the audio shards"
+            )
+
+    def precomputed_text(self, batch: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+        """The batch's stored frozen-encoder outputs whose encoder spec matches this model's, by encoder name."""
+        stored = batch.get("text")
+        if not stored:
+            return None
+        from lightning_auffusion.diffusion.latent_fingerprint import text_fingerprint
+
+        prints = batch.get("text_fingerprints") or {}
+        if getattr(self, "_text_fingerprints", None) is None:  # frozen encoders: hashed once
+            self._text_fingerprints = {s.name: text_fingerprint(s, m) for s, m in zip(self.conditioner.specs, self.conditioner.encoders)
+                                       if not s.trainable}
+        usable = {name: stored[name] for name in stored if prints.get(name) == self._text_fingerprints.get(name, "")}
+        if len(usable) < len(stored) and not getattr(self, "_text_mismatch_reported", False):
+            self._text_mismatch_reported = True
+            log.warning("stored text outputs of encoder(s) %s do not match this model's encoders and are recomputed",
+                        sorted(set(stored) - set(usable)))
+        return usable or None
+
     def posterior_from_batch(self, batch: dict[str, Any]) -> torch.Tensor:
-        """VAE posterior parameters of the batch's audio, from the latent cache where possible."""
+        """VAE posterior parameters of the batch: given directly (latent shards, after the fingerprint check) or
+        computed from its audio, from the latent cache where possible."""
+        if "posterior" in batch:
+            self.check_latent_batch(batch)
+            return batch["posterior"].to(self.device, torch.float32)
         audio = batch["audio"]
         if self.latent_cache is None or "key" not in batch or "num_samples" not in batch:
             return self.posterior_parameters(self.images_from_audio(audio))
@@ -255,20 +310,27 @@ class AuffusionLDM(LightningModule):
         return torch.stack([f.to(audio.device, torch.float32) for f in found])
 
     # ------------------------------------------------------------------ loss
-    def diffusion_loss(self, batch: dict[str, Any], generator: torch.Generator | None = None, drop: bool = True) -> torch.Tensor:
-        """Epsilon (or v) MSE of the U-Net on one batch; ``drop`` applies the conditioning dropout."""
-        audio = batch["audio"]
-        batch_size = audio.shape[0]
+    def diffusion_loss(self, batch: dict[str, Any], generator: Generators = None, drop: bool = True) -> torch.Tensor:
+        """Epsilon (or v) MSE of the U-Net on one batch; ``drop`` applies the conditioning dropout.
+
+        ``generator`` may be one per sample (a list): each sample's draws then depend on its own generator only,
+        so the loss of a sample is the same whatever batch (or rank) it is in."""
+        batch_size = len(batch["caption"])
         latents = self.latents_from_posterior(self.posterior_from_batch(batch), generator)
         cpu_gen = None
         if generator is not None:
-            cpu_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device)))
+            seeds = [int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device)) for g in _as_list(generator)]
+            cpu_gen = torch.Generator().manual_seed(seeds[0])
         drop_mask = self.conditioner.sample_drop_mask(batch_size, generator=cpu_gen) if drop else None
-        cond = self.conditioner(list(batch["caption"]), drop_mask=drop_mask)
-        noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
-        noise = offset_noise(noise, self.hparams.noise_offset, generator)
+        cond = self.conditioner(list(batch["caption"]), drop_mask=drop_mask, precomputed=self.precomputed_text(batch))
+        noise = randn_rows(latents.shape, generator, latents.device, latents.dtype)
+        # the offset noise draws from the first generator when each row has its own (validation)
+        noise = offset_noise(noise, self.hparams.noise_offset, generator[0] if isinstance(generator, list) else generator)
         steps = self.noise_scheduler.config.num_train_timesteps
-        timesteps = torch.randint(0, steps, (batch_size,), generator=generator, device=latents.device)
+        if isinstance(generator, list):
+            timesteps = torch.cat([torch.randint(0, steps, (1,), generator=g, device=g.device) for g in generator]).to(latents.device)
+        else:
+            timesteps = torch.randint(0, steps, (batch_size,), generator=generator, device=latents.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
         if self.noise_scheduler.config.prediction_type == "v_prediction":
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
@@ -288,14 +350,22 @@ class AuffusionLDM(LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.diffusion_loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["audio"].shape[0])
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["caption"]))
         return loss
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        generator = torch.Generator(device=self.device).manual_seed(self.hparams.validation_seed + batch_idx)
+        generator = self.validation_generators(batch, batch_idx)
         loss = self.diffusion_loss(batch, generator=generator, drop=False)
-        self.log("val/loss", loss, prog_bar=True, batch_size=batch["audio"].shape[0], sync_dist=True)
+        self.log("val/loss", loss, prog_bar=True, batch_size=len(batch["caption"]), sync_dist=True)
         return loss
+
+    def validation_generators(self, batch: dict[str, Any], batch_idx: int) -> Generators:
+        """One generator per sample seeded from ``validation_seed`` and the clip's key (so ``val/loss``, reduced
+        over ranks, is the same for any number of ranks and any batch size), or one per batch without keys."""
+        if "key" not in batch:
+            return torch.Generator(device=self.device).manual_seed(self.hparams.validation_seed + batch_idx)
+        return [torch.Generator(device=self.device).manual_seed(self.hparams.validation_seed + zlib.crc32(str(k).encode()))
+                for k in batch["key"]]
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0, dataloader_idx: int = 0) -> Any:
         from lightning_auffusion.diffusion.sampling import generate
