@@ -2,7 +2,7 @@
 
 Batch contract (every split)::
 
-    {"audio": FloatTensor (B, T), "num_samples": LongTensor (B,), "caption": list[str],
+    {"audio": FloatTensor (B, T), "num_samples": LongTensor (B,), "caption": list[str] (None: no caption),
      "captions": list[list[str]], "key": list[str], "complete": BoolTensor (B,)}
 
 ``complete`` is True where the window holds the whole clip (what its caption describes), e.g. for the
@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader
 
 from lightning_auffusion.data.pipeline import (
     DecodeClips,
+    MixupClips,
     ReadShards,
     SampleSplit,
     SeededShuffle,
@@ -100,6 +101,9 @@ class AudioShardDataModule(pl.LightningDataModule):
         rank: int | None = None,
         world_size: int | None = None,
         max_consecutive_shard_failures: int = 32,
+        keep_uncaptioned: bool = False,
+        mixup_probability: float = 0.0,
+        mixup_alpha: float = 5.0,
     ) -> None:
         """
         Args:
@@ -128,6 +132,12 @@ class AudioShardDataModule(pl.LightningDataModule):
             world_size: number of ranks; None = from the trainer, WORLD_SIZE or torch.distributed.
             max_consecutive_shard_failures: training shards in a row that may give no readable sample before
                 training stops with an error (bad shards among good ones are logged and skipped).
+            keep_uncaptioned: pass clips without captions (caption None) instead of skipping them; only the
+                audio-conditioned encoder kind clap_audio trains on them, text encoders refuse such batches.
+                Shards keep such clips when written with ``shard --keep_uncaptioned true``.
+            mixup_probability: training only: chance that a clip is mixed with the previous one (AudioLDM's
+                mixup, ``pipeline.MixupClips``); 0 = off.
+            mixup_alpha: the mixing weight's Beta(alpha, alpha) parameter (AudioLDM: 5).
         """
         super().__init__()
         if eval_split not in ("sample", "shard"):
@@ -155,6 +165,8 @@ class AudioShardDataModule(pl.LightningDataModule):
         if max_consecutive_shard_failures < 1:
             raise UserInputError(f"max_consecutive_shard_failures must be >= 1, got {max_consecutive_shard_failures}")
         self.max_consecutive_shard_failures = max_consecutive_shard_failures
+        self.keep_uncaptioned = keep_uncaptioned
+        self.mixup = MixupClips(mixup_probability, mixup_alpha, seed)  # checks the two options
         self.first_stream_epoch = 0  # restored from a checkpoint: a resumed run continues the stream
         self._train_loader: StreamLoader | None = None
 
@@ -215,6 +227,11 @@ class AudioShardDataModule(pl.LightningDataModule):
         return max(1, sum(counts) // (self.batch_size * world_size))
 
     # -- pipelines -------------------------------------------------------------------------------
+    def _mixup_stages(self, rank: int) -> list[MixupClips]:
+        if self.mixup.probability <= 0:
+            return []
+        return [MixupClips(self.mixup.probability, self.mixup.alpha, self.seed, rank)]
+
     def train_pipeline(self) -> SizedPipeline:
         urls = self._urls("train")
         rank, world = self.rank_and_world()
@@ -228,7 +245,9 @@ class AudioShardDataModule(pl.LightningDataModule):
             ),
             ReadShards(self.max_consecutive_shard_failures),
             SeededShuffle(self.shuffle_buffer, self.shuffle_initial, self.seed, rank),
-            DecodeClips(self._samples(self.segment_seconds), self.sample_rate, True, self.seed, rank),
+            DecodeClips(self._samples(self.segment_seconds), self.sample_rate, True, self.seed, rank,
+                        keep_uncaptioned=self.keep_uncaptioned),
+            *self._mixup_stages(rank),
             wds.batched(self.batch_size, collation_fn=collate_clips, partial=False),
             WorkerShare(batches),
             length=batches,
@@ -245,7 +264,8 @@ class AudioShardDataModule(pl.LightningDataModule):
         if self.eval_split == "sample":
             stages.append(SampleSplit(urls, rank, world, sample_offsets(urls, counts)))
         stages += [
-            DecodeClips(self._samples(self.val_segment_seconds), self.sample_rate, False, self.seed, rank),
+            DecodeClips(self._samples(self.val_segment_seconds), self.sample_rate, False, self.seed, rank,
+                        keep_uncaptioned=self.keep_uncaptioned),
             wds.batched(self.val_batch_size, collation_fn=collate_clips, partial=True),
         ]
         length = None

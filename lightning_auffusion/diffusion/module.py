@@ -245,7 +245,11 @@ class AuffusionLDM(LightningModule):
         if generator is not None:
             cpu_gen = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device)))
         drop_mask = self.conditioner.sample_drop_mask(batch_size, generator=cpu_gen) if drop else None
-        cond = self.conditioner(list(batch["caption"]), drop_mask=drop_mask)
+        audio_kwargs = {}
+        if self.conditioner.audio_conditioned:  # AudioLDM: condition on the clip's own audio, not its caption
+            audio_kwargs = dict(audio=audio, sample_rate=self.frontend.sample_rate, num_samples=batch.get("num_samples"))
+        keys = list(batch["key"]) if "key" in batch else None
+        cond = self.conditioner(list(batch["caption"]), drop_mask=drop_mask, keys=keys, **audio_kwargs)
         noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
         steps = self.noise_scheduler.config.num_train_timesteps
         timesteps = torch.randint(0, steps, (batch_size,), generator=generator, device=latents.device)
