@@ -70,6 +70,9 @@ class AuffusionLDM(LightningModule):
         n_frames: spectrogram frames per training clip (1024 = 10.24 s at hop 160); None keeps each clip's length.
         peak_normalize: peak-normalise each clip before the log-mel, as Auffusion does.
         vocoder: path of a trained vocoder (vocoder .ckpt or exported folder); frozen, for sampling.
+        waveform_decoder: how sampled log-mels become audio: vocoder (the vocoder above; Griffin-Lim, with a
+            warning, when none is given) or griffin_lim (always, as the Riffusion baseline does).
+        griffin_lim_iters: Griffin-Lim iterations when it decodes.
         noise_scheduler: DDPM training-schedule overrides (dict) or a layout with scheduler/; SD-1.5's by default.
         vae_scaling_factor: latent scale; None takes the VAE config's scaling_factor (0.18215 for SD).
         sample_posterior: sample the VAE posterior (as SD training does) instead of taking its mean.
@@ -109,6 +112,8 @@ class AuffusionLDM(LightningModule):
         n_frames: int | None = 1024,
         peak_normalize: bool = True,
         vocoder: str | None = None,
+        waveform_decoder: Literal["vocoder", "griffin_lim"] = "vocoder",
+        griffin_lim_iters: int = 32,
         noise_scheduler: dict[str, Any] | str | None = None,
         vae_scaling_factor: float | None = None,
         sample_posterior: bool = True,
@@ -137,6 +142,10 @@ class AuffusionLDM(LightningModule):
         mel = as_dataclass(mel, MelConfig)
         image = as_dataclass(image, ImageConfig)
         ema_config = as_dataclass(ema_config, EMAConfig) or EMAConfig()
+        if waveform_decoder not in ("vocoder", "griffin_lim"):
+            raise UserInputError(f"waveform_decoder must be 'vocoder' or 'griffin_lim', got {waveform_decoder!r}")
+        if griffin_lim_iters < 1:
+            raise UserInputError(f"griffin_lim_iters must be >= 1, got {griffin_lim_iters}")
         if lr_scheduler_interval not in ("step", "epoch"):
             raise UserInputError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
