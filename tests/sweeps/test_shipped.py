@@ -78,7 +78,9 @@ def test_table1_baselines_trials_differ_only_in_their_method_and_parse(index, tm
     assert info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     model, data = printed["model"]["init_args"], printed["data"]["init_args"]
-    assert printed["trainer"]["max_steps"] == 120 and data["batch_size"] == 8 and data["mixup_probability"] == 0.0
+    base = load_config_files([str(ROOT / b) for b in spec.base])
+    assert printed["trainer"]["max_steps"] == base["trainer"]["max_steps"]
+    assert data["batch_size"] == base["data"]["init_args"]["batch_size"] and data["mixup_probability"] == 0.0
     method = {0: "auffusion", 1: "riffusion", 2: "audioldm"}[index]
     assert (model["image"]["mode"] == "riffusion") == (method == "riffusion")
     assert (model["waveform_decoder"] == "griffin_lim") == (method == "riffusion")
