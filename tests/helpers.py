@@ -27,7 +27,7 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-TINY_WIDTH = {"clip": 32, "clap": 40, "t5": 24}  # distinct widths so adapter shapes are checked per encoder
+TINY_WIDTH = {"clip": 32, "clap": 40, "t5": 24, "clap_audio": 16}  # clap_audio: its joint (projection) width  # distinct widths so adapter shapes are checked per encoder
 TEST_CAPTIONS = [
     "a dog barks loudly",
     "rain falls on a tin roof",
@@ -65,6 +65,7 @@ def _t5_tokenizer():
 
 def tiny_tokenizer_dir(kind: str) -> str:
     """A directory holding a small tokenizer of ``kind``'s family (built once per test process)."""
+    kind = "clap" if kind == "clap_audio" else kind  # CLAP's text tower reads RoBERTa tokens
     if kind not in _TOKENIZER_DIRS:
         builders = {"clip": _clip_tokenizer, "clap": _roberta_tokenizer, "t5": _t5_tokenizer}
         tokenizer = builders[kind]()
@@ -92,6 +93,12 @@ def tiny_encoder_config(kind: str) -> dict[str, Any]:
         return dict(vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
                     num_attention_heads=4, max_position_embeddings=80, pad_token_id=1, bos_token_id=0,
                     eos_token_id=2, type_vocab_size=1, projection_dim=16)
+    if kind == "clap_audio":  # a whole ClapModel: tiny HTSAT audio tower + the tiny RoBERTa text tower
+        text = tiny_encoder_config("clap")
+        text.pop("projection_dim")
+        return dict(text_config=text, projection_dim=16,
+                    audio_config=dict(depths=[1, 1, 1, 1], patch_embeds_hidden_size=16, num_attention_heads=[1, 1, 1, 1],
+                                      hidden_size=128))
     if kind == "t5":
         return dict(vocab_size=vocab, d_model=width, d_kv=8, d_ff=2 * width, num_layers=2, num_heads=3,
                     pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)

@@ -1,7 +1,8 @@
 """Every shipped config under ``conf/`` parses with the real CLI parser and builds at tiny size.
 
-A config that is documented as a layer on top of another (``conf/ldm/encoders/*`` and ``conf/ldm/presets/*`` on
-``conf/ldm/auffusion.yaml``, ``conf/predict/*`` on ``conf/ldm/quickstart.yaml``) is checked in that combination. New files are picked up by
+A config that is documented as a layer on top of another (``conf/ldm/encoders/*``, ``presets/*`` and
+``strategies/*`` on ``conf/ldm/auffusion.yaml``; ``conf/predict/*``, ``conf/ldm/longer/*`` and
+``conf/ldm/riffusion_quickstart.yaml`` on ``conf/ldm/quickstart.yaml``) is checked in that combination. New files are picked up by
 the glob, and a file the table below does not know how to combine fails :func:`test_every_config_is_covered`.
 
 Building: the model's heavy or remote parts are swapped for tiny random ones through command-line overrides
@@ -35,20 +36,22 @@ from tests.helpers import (  # noqa: F401 (single_torch_thread is a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+SWEEPS = CONF / "sweeps"
 # folder (relative to conf/) -> (the config its files are layered on, the Lightning command they are for)
-<<<<<<< HEAD
 LAYERED = {"ldm/encoders": ("ldm/auffusion.yaml", "fit"), "ldm/presets": ("ldm/auffusion.yaml", "fit"),
-=======
-LAYERED = {"ldm/encoders": ("ldm/auffusion.yaml", "fit"), "ldm/strategies": ("ldm/auffusion.yaml", "fit"),
->>>>>>> encode
+           "ldm/strategies": ("ldm/auffusion.yaml", "fit"), "ldm/longer": ("ldm/quickstart.yaml", "fit"),
            "predict": ("ldm/quickstart.yaml", "predict")}
+# single files layered on another config in their own folder
+LAYERED_FILES = {"ldm/riffusion_quickstart.yaml": ("ldm/quickstart.yaml", "fit")}
 
 
 def _combinations() -> list[tuple[str, list[Path]]]:
     combos = []
     for path in sorted(CONF.rglob("*.yaml")):
+        if path.parent == SWEEPS:
+            continue  # sweep files, not Lightning configs (tests/sweeps/test_shipped.py)
         folder = path.parent.relative_to(CONF).as_posix()
-        base, command = LAYERED.get(folder, (None, "fit"))
+        base, command = LAYERED_FILES.get(path.relative_to(CONF).as_posix()) or LAYERED.get(folder, (None, "fit"))
         files = [CONF / base, path] if base else [path]
         combos.append((command, files))
     return combos
@@ -63,7 +66,7 @@ def _config_args(files: list[Path]) -> list[str]:
 
 
 def test_every_config_is_covered():
-    folders = {p.parent.relative_to(CONF).as_posix() for p in CONF.rglob("*.yaml")}
+    folders = {p.parent.relative_to(CONF).as_posix() for p in CONF.rglob("*.yaml") if p.parent != SWEEPS}
     assert folders <= {"ldm", "vae", "vocoder", *LAYERED}, f"add new config folders to LAYERED or this test: {folders}"
     assert len(COMBINATIONS) >= 11  # the 4 quickstarts, 3 full-size models, 4 encoder ablations
 
@@ -78,7 +81,7 @@ def test_config_parses(command, files, capsys):
     assert printed["model"]["class_path"].startswith("lightning_auffusion.")
     assert "${" not in json.dumps(printed)
     logger = printed["trainer"]["logger"]
-    if files[-1].stem != "quickstart":  # the full-size configs interpolate their run folders: runs/<run name>
+    if not files[-1].stem.endswith("quickstart"):  # the full-size configs interpolate their run folders: runs/<run name>
         root = printed["trainer"]["default_root_dir"]
         assert root == f"runs/{logger['init_args']['name']}"
         assert logger["init_args"]["save_dir"] == root
@@ -105,8 +108,6 @@ def _tiny_overrides(files: list[Path], tmp_path: Path, capsys) -> list[str]:
     printed = yaml.safe_load(capsys.readouterr().out)
     model = printed["model"]["init_args"]
     args = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--trainer.default_root_dir", str(tmp_path)]
-    if "FSDPStrategy" in json.dumps(printed["trainer"].get("strategy")):
-        args += ["--trainer.strategy", "auto"]  # Lightning builds FSDP on a GPU only; its init_args were parsed above
     if printed["model"]["class_path"].endswith("AuffusionLDM"):
         encoders = [asdict(tiny_spec(e["kind"], name=e["name"])) if e["kind"] != "minilm" else e for e in model["encoders"]]
         args += ["--model.init_args.unet", json.dumps(tiny_unet_config()), "--model.init_args.vae", json.dumps(tiny_vae_config()),

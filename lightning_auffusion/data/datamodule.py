@@ -2,7 +2,7 @@
 
 Batch contract (every split)::
 
-    {"audio": FloatTensor (B, T), "num_samples": LongTensor (B,), "caption": list[str],
+    {"audio": FloatTensor (B, T), "num_samples": LongTensor (B,), "caption": list[str] (None: no caption),
      "captions": list[list[str]], "key": list[str], "complete": BoolTensor (B,)}
 
 ``complete`` is True where the window holds the whole clip (what its caption describes), e.g. for the
@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from lightning_auffusion.data.pipeline import (
     DecodeClips,
     EpochShards,
+    MixupClips,
     ReadShards,
     SampleSplit,
     SeededShuffle,
@@ -102,6 +103,9 @@ class AudioShardDataModule(pl.LightningDataModule):
         world_size: int | None = None,
         max_consecutive_shard_failures: int = 32,
         train_sampling: str = "resample",
+        keep_uncaptioned: bool = False,
+        mixup_probability: float = 0.0,
+        mixup_alpha: float = 5.0,
     ) -> None:
         """
         Args:
@@ -133,6 +137,12 @@ class AudioShardDataModule(pl.LightningDataModule):
             train_sampling: "resample": shards drawn with replacement per rank and worker (endless stream);
                 "epoch": every shard once per epoch in a seeded order, its clips split over ranks and workers
                 (each clip at most once per epoch; for multi-GPU runs where an epoch should mean one pass).
+            keep_uncaptioned: pass clips without captions (caption None) instead of skipping them; only the
+                audio-conditioned encoder kind clap_audio trains on them, text encoders refuse such batches.
+                Shards keep such clips when written with ``shard --keep_uncaptioned true``.
+            mixup_probability: training only: chance that a clip is mixed with the previous one (AudioLDM's
+                mixup, ``pipeline.MixupClips``); 0 = off.
+            mixup_alpha: the mixing weight's Beta(alpha, alpha) parameter (AudioLDM: 5).
         """
         super().__init__()
         if train_sampling not in ("resample", "epoch"):
@@ -163,6 +173,8 @@ class AudioShardDataModule(pl.LightningDataModule):
         if max_consecutive_shard_failures < 1:
             raise UserInputError(f"max_consecutive_shard_failures must be >= 1, got {max_consecutive_shard_failures}")
         self.max_consecutive_shard_failures = max_consecutive_shard_failures
+        self.keep_uncaptioned = keep_uncaptioned
+        self.mixup = MixupClips(mixup_probability, mixup_alpha, seed)  # checks the two options
         self.first_stream_epoch = 0  # restored from a checkpoint: a resumed run continues the stream
         self._train_loader: StreamLoader | None = None
 
@@ -231,6 +243,11 @@ class AudioShardDataModule(pl.LightningDataModule):
     def collate(samples: list[dict]) -> dict:
         return collate_clips(samples)
 
+    def _mixup_stages(self, rank: int) -> list[MixupClips]:
+        if self.mixup.probability <= 0:
+            return []
+        return [MixupClips(self.mixup.probability, self.mixup.alpha, self.seed, rank)]
+
     def train_pipeline(self) -> SizedPipeline:
         urls = self._urls("train")
         rank, world = self.rank_and_world()
@@ -262,6 +279,7 @@ class AudioShardDataModule(pl.LightningDataModule):
             ReadShards(self.max_consecutive_shard_failures),
             SeededShuffle(self.shuffle_buffer, self.shuffle_initial, self.seed, rank),
             self.decode_stage(self.segment_seconds, True, rank),
+            *self._mixup_stages(rank),
             wds.batched(self.batch_size, collation_fn=self.collate, partial=False),
             WorkerShare(batches),
             length=batches,

@@ -255,11 +255,14 @@ def read_manifest(
     config: ManifestConfig | None = None,
     split: str | None = None,
     listing: set[str] | None = None,
+    keep_uncaptioned: bool = False,
 ) -> Manifest:
     """Read ``path`` into clip entries (rows of the same file merged) plus manifest-level rejects.
 
     ``split`` keeps only rows whose ``config.split_column`` equals it (rows of other splits are not
-    rejects). ``listing`` (the files under ``audio_dir``) is computed when not given.
+    rejects). ``listing`` (the files under ``audio_dir``) is computed when not given. A file without any
+    usable caption is rejected, or kept with no captions when ``keep_uncaptioned`` (AudioLDM-style training
+    on audio alone).
     """
     config = config or ManifestConfig()
     rows, rejects = read_rows(path, config)
@@ -287,7 +290,7 @@ def read_manifest(
         numbers.append(number)
     entries: list[ClipEntry] = []
     for source, (captions, metas, numbers) in by_source.items():
-        if not captions:
+        if not captions and not keep_uncaptioned:
             where = ", ".join(str(n) for n in numbers)
             rejects.append(_reject(source, f"no usable caption (missing or empty in manifest row(s) {where})"))
             continue

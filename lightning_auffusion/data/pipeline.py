@@ -143,7 +143,7 @@ class ReadShards(wds.utils.PipelineStage):
 def set_stream_epoch(pipeline: wds.DataPipeline, epoch: int) -> None:
     """Make the next pass over ``pipeline`` use stream epoch ``epoch`` (shard draws, shuffle, crops, captions)."""
     for stage in pipeline.pipeline:
-        if isinstance(stage, (wds.ResampledShards, DecodeClips, SeededShuffle, EpochShards)):
+        if isinstance(stage, (wds.ResampledShards, DecodeClips, SeededShuffle, EpochShards, MixupClips)):
             stage.epoch = epoch - 1  # each stage counts one up when a pass begins
 
 
@@ -202,12 +202,16 @@ def read_window(data: bytes, segment: int | None, sample_rate: int, rng: random.
     return out, valid
 
 
-def parse_record(sample: dict[str, Any]) -> dict[str, Any]:
-    """The JSON record of a shard sample, with its captions checked."""
+def parse_record(sample: dict[str, Any], keep_uncaptioned: bool = False) -> dict[str, Any]:
+    """The JSON record of a shard sample, with its captions checked; ``keep_uncaptioned`` lets a clip without
+    captions through with an empty list (for encoders conditioned on the audio itself, kind clap_audio)."""
     if "json" not in sample or "flac" not in sample:
         raise ValueError(f"sample {sample.get('__key__')!r} in {sample.get('__url__')} lacks its .flac or .json member")
     record = json.loads(sample["json"])
     captions = record.get("captions")
+    if keep_uncaptioned and (captions is None or captions == []):
+        record["captions"] = []
+        return record
     if not isinstance(captions, list) or not captions or not all(isinstance(c, str) for c in captions):
         raise ValueError(f"sample {sample['__key__']!r} in {sample.get('__url__')} has no caption list")
     return record
@@ -217,13 +221,16 @@ class DecodeClips(wds.utils.PipelineStage):
     """Raw shard samples -> clip dicts ``{key, audio, num_samples, caption, captions, metadata}``.
 
     Training (``random=True``): a random window of ``segment`` samples and a random caption. Evaluation:
-    the window at the start and the first caption. Broken members go to ``handler``.
+    the window at the start and the first caption. Broken members go to ``handler``. With
+    ``keep_uncaptioned`` a clip without captions is kept with caption None (else it is logged and skipped).
     """
 
     def __init__(self, segment: int | None, sample_rate: int, random_choice: bool, seed: int | None = 0,
-                 rank: int = 0, handler: Callable[[Exception], bool] = log_and_skip) -> None:
+                 rank: int = 0, handler: Callable[[Exception], bool] = log_and_skip,
+                 keep_uncaptioned: bool = False) -> None:
         self.segment, self.sample_rate, self.random_choice = segment, sample_rate, random_choice
         self.seed, self.rank, self.handler = seed, rank, handler
+        self.keep_uncaptioned = keep_uncaptioned
         self.epoch = -1
 
     def run(self, src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -231,7 +238,7 @@ class DecodeClips(wds.utils.PipelineStage):
         rng = worker_rng(self.seed, self.rank, self.epoch, salt=1) if self.random_choice else None
         for sample in src:
             try:
-                record = parse_record(sample)
+                record = parse_record(sample, self.keep_uncaptioned)
                 audio, valid = read_window(sample["flac"], self.segment, self.sample_rate, rng)
             except Exception as exn:
                 exn.args = (*exn.args, f"key={sample.get('__key__')}", f"url={sample.get('__url__')}")
@@ -239,7 +246,7 @@ class DecodeClips(wds.utils.PipelineStage):
                     continue
                 break
             captions = record.pop("captions")
-            caption = rng.choice(captions) if rng is not None else captions[0]
+            caption = None if not captions else rng.choice(captions) if rng is not None else captions[0]
             yield {"key": sample["__key__"], "audio": audio, "num_samples": valid, "caption": caption,
                    "captions": captions, "metadata": record, "complete": self._complete(record, valid)}
 
@@ -251,6 +258,55 @@ class DecodeClips(wds.utils.PipelineStage):
         if not stored or not rate:
             return False
         return round(int(stored) * self.sample_rate / int(rate)) <= self.segment
+
+
+class MixupClips(wds.utils.PipelineStage):
+    """AudioLDM's mixup: with ``probability`` a clip becomes ``lam * x1 + (1 - lam) * x2`` with the previous
+    clip of the stream, ``lam ~ Beta(alpha, alpha)`` (AudioLDM: alpha 5), the shorter one zero-padded.
+
+    The mixture's caption is that of the clip with the larger weight (its ``captions`` both clips' lists): a
+    text encoder learns a partial description, while an audio-conditioned encoder (clap_audio) embeds the
+    mixed audio itself, as AudioLDM does. ``key`` joins both keys with ``+``; ``metadata["mixup"]`` records
+    the partner and ``lam``. Seeded per rank, worker and epoch like the other stages.
+    """
+
+    def __init__(self, probability: float, alpha: float, seed: int | None = 0, rank: int = 0) -> None:
+        if not 0.0 <= probability <= 1.0:
+            raise UserInputError(f"mixup_probability must be in [0, 1], got {probability}")
+        if alpha <= 0:
+            raise UserInputError(f"mixup_alpha must be positive, got {alpha}")
+        self.probability, self.alpha, self.seed, self.rank = probability, alpha, seed, rank
+        self.epoch = -1
+
+    def run(self, src: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        self.epoch += 1
+        rng = worker_rng(self.seed, self.rank, self.epoch, salt=2)
+        previous = None
+        for clip in src:
+            original = clip
+            if previous is not None and rng.random() < self.probability:
+                clip = mix_clips(clip, previous, rng.betavariate(self.alpha, self.alpha))
+            previous = original
+            yield clip
+
+
+def mix_clips(first: dict[str, Any], second: dict[str, Any], lam: float) -> dict[str, Any]:
+    """``lam * first + (1 - lam) * second`` as one clip dict (see ``MixupClips``)."""
+    a, b = first["audio"], second["audio"]
+    length = max(a.shape[0], b.shape[0])
+    audio = np.zeros(length, dtype=np.float32)
+    audio[: a.shape[0]] += np.float32(lam) * a
+    audio[: b.shape[0]] += np.float32(1.0 - lam) * b
+    main = first if lam >= 0.5 else second
+    return {
+        "key": f"{first['key']}+{second['key']}",
+        "audio": audio,
+        "num_samples": max(int(first["num_samples"]), int(second["num_samples"])),
+        "caption": main["caption"],
+        "captions": list(first["captions"]) + [c for c in second["captions"] if c not in first["captions"]],
+        "metadata": {**first["metadata"], "mixup": {"with": second["key"], "lam": round(float(lam), 6)}},
+        "complete": bool(first.get("complete")) and bool(second.get("complete")),
+    }
 
 
 class SeededShuffle(wds.utils.PipelineStage):

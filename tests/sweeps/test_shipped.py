@@ -61,3 +61,28 @@ def test_full_ldm_config_evaluates_in_the_loop_with_real_extractors():
     assert set(args["metrics"]) == {"fd", "fad", "kl", "is", "clap"} and args["reference"]
     for override in (ROOT / "conf/ldm/encoders").glob("*.yaml"):
         assert "callbacks" not in (yaml.safe_load(override.read_text()).get("trainer") or {})
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_table1_baselines_trials_differ_only_in_their_method_and_parse(index, tmp_path, capsys):
+    from lightning_auffusion.cli import main
+
+    spec = load_spec(ROOT / "conf/sweeps/table1_baselines.yaml")
+    trials = expand(spec)
+    assert len(trials) == 3 and spec.base == ["conf/ldm/quickstart.yaml"]
+    fit, evaluate, _ = split_trial(load_config_files([str(ROOT / b) for b in spec.base]), spec, trials[index])
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(fit_config(fit, tmp_path, spec.name, trials[index].name)))
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(path), "--print_config"])
+    assert info.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    model, data = printed["model"]["init_args"], printed["data"]["init_args"]
+    base = load_config_files([str(ROOT / b) for b in spec.base])
+    assert printed["trainer"]["max_steps"] == base["trainer"]["max_steps"]
+    assert data["batch_size"] == base["data"]["init_args"]["batch_size"] and data["mixup_probability"] == 0.0
+    method = {0: "auffusion", 1: "riffusion", 2: "audioldm"}[index]
+    assert (model["image"]["mode"] == "riffusion") == (method == "riffusion")
+    assert (model["waveform_decoder"] == "griffin_lim") == (method == "riffusion")
+    assert [e["kind"] for e in model["encoders"]] == (["clap_audio"] if method == "audioldm" else ["minilm"])
+    assert evaluate["metrics"] == ["alignment"] and evaluate["ceilings"] is True
