@@ -333,7 +333,10 @@ class AuffusionLDM(LightningModule):
         drop_mask = self.conditioner.sample_drop_mask(batch_size, generator=cpu_gen) if drop else None
         audio_kwargs = {}
         if self.conditioner.audio_conditioned:  # AudioLDM: condition on the clip's own audio, not its caption
-            audio_kwargs = dict(audio=audio, sample_rate=self.frontend.sample_rate, num_samples=batch.get("num_samples"))
+            if "audio" not in batch:
+                raise UserInputError("clap_audio conditioning embeds each clip's audio: train it from audio shards, "
+                                     "not latent shards")
+            audio_kwargs = dict(audio=batch["audio"], sample_rate=self.frontend.sample_rate, num_samples=batch.get("num_samples"))
         keys = list(batch["key"]) if "key" in batch else None
         cond = self.conditioner(list(batch["caption"]), drop_mask=drop_mask, keys=keys,
                                 precomputed=self.precomputed_text(batch), **audio_kwargs)
