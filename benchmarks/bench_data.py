@@ -66,11 +66,24 @@ class Clock:
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
 
 
-def run_ours(shards: list[str], clips: int, batch_size: int, segment_seconds: float, frontend: AuffusionFrontend,
-             frontend_batch: int) -> tuple[float, float]:
-    dm = AudioShardDataModule(train_shards=shards, batch_size=batch_size, num_workers=0,
-                              segment_seconds=segment_seconds, batches_per_epoch=clips // batch_size,
-                              shuffle_buffer=batch_size, shuffle_initial=batch_size, seed=0)
+def run_ours(
+    shards: list[str],
+    clips: int,
+    batch_size: int,
+    segment_seconds: float,
+    frontend: AuffusionFrontend,
+    frontend_batch: int,
+) -> tuple[float, float]:
+    dm = AudioShardDataModule(
+        train_shards=shards,
+        batch_size=batch_size,
+        num_workers=0,
+        segment_seconds=segment_seconds,
+        batches_per_epoch=clips // batch_size,
+        shuffle_buffer=batch_size,
+        shuffle_initial=batch_size,
+        seed=0,
+    )
     loader = dm.train_dataloader()
     done = 0
     with Clock() as clock, torch.inference_mode():
@@ -88,8 +101,15 @@ class LibrosaBaseline:
 
         self.librosa = librosa
         self.mel = mel
-        self.basis = librosa.filters.mel(sr=mel.sample_rate, n_fft=mel.n_fft, n_mels=mel.n_mels, fmin=mel.f_min,
-                                         fmax=mel.f_max, htk=False, norm="slaney").astype(np.float32)
+        self.basis = librosa.filters.mel(
+            sr=mel.sample_rate,
+            n_fft=mel.n_fft,
+            n_mels=mel.n_mels,
+            fmin=mel.f_min,
+            fmax=mel.f_max,
+            htk=False,
+            norm="slaney",
+        ).astype(np.float32)
         self.image = image
         self.n_frames = n_frames
 
@@ -98,8 +118,9 @@ class LibrosaBaseline:
         top = np.abs(wave).max()
         wave = wave * (m.peak_level / top) if top > 1e-8 else wave
         padded = np.pad(wave, (m.padding, m.padding), mode="reflect")
-        spec = self.librosa.stft(padded, n_fft=m.n_fft, hop_length=m.hop_length, win_length=m.win_length,
-                                 window="hann", center=False)
+        spec = self.librosa.stft(
+            padded, n_fft=m.n_fft, hop_length=m.hop_length, win_length=m.win_length, window="hann", center=False
+        )
         mag = np.sqrt(spec.real**2 + spec.imag**2 + m.magnitude_eps)
         logmel = np.log(np.maximum(self.basis @ mag, m.clip_val))
         frames = logmel.shape[1]
@@ -133,7 +154,9 @@ def run_baseline(shards: list[str], segment: int, baseline: LibrosaBaseline) -> 
     return done / clock.cpu, done / clock.wall
 
 
-def check_same_formula(shards: list[str], frontend: AuffusionFrontend, baseline: LibrosaBaseline, segment: int) -> float:
+def check_same_formula(
+    shards: list[str], frontend: AuffusionFrontend, baseline: LibrosaBaseline, segment: int
+) -> float:
     data = next(baseline_samples(shards))
     wave, _ = sf.read(io.BytesIO(data), dtype="float32")
     wave = np.pad(wave, (0, max(0, segment - wave.shape[0])))[:segment]
@@ -142,25 +165,35 @@ def check_same_formula(shards: list[str], frontend: AuffusionFrontend, baseline:
     return float(np.abs(ours - baseline(wave)).max())
 
 
-def measure(seconds: float, args: argparse.Namespace, frontend: AuffusionFrontend, baseline: LibrosaBaseline,
-            mel: MelConfig) -> dict:
+def measure(
+    seconds: float, args: argparse.Namespace, frontend: AuffusionFrontend, baseline: LibrosaBaseline, mel: MelConfig
+) -> dict:
     """Shard ``args.clips`` test clips of ``seconds`` and time both pipelines in alternating rounds."""
     segment = int(round(args.segment_seconds * mel.sample_rate))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "audio").mkdir()
         manifest = make_clips(tmp / "audio", args.clips, seconds, mel.sample_rate)
-        shard(str(tmp / "audio"), str(manifest), "bench", out_root=str(tmp), clips_per_shard=16, workers=0, progress=False)
+        shard(
+            str(tmp / "audio"), str(manifest), "bench", out_root=str(tmp), clips_per_shard=16, workers=0, progress=False
+        )
         shards = sorted(str(p) for p in (tmp / "bench").glob("*.tar"))
         error = check_same_formula(shards, frontend, baseline, segment)
-        run_ours(shards, args.batch_size, args.batch_size, args.segment_seconds, frontend, args.frontend_batch)  # warm-up
+        run_ours(
+            shards, args.batch_size, args.batch_size, args.segment_seconds, frontend, args.frontend_batch
+        )  # warm-up
         run_baseline(shards[:1], segment, baseline)
         ours, base = [], []
         for _ in range(args.rounds):
-            ours.append(run_ours(shards, args.clips, args.batch_size, args.segment_seconds, frontend, args.frontend_batch))
+            ours.append(
+                run_ours(shards, args.clips, args.batch_size, args.segment_seconds, frontend, args.frontend_batch)
+            )
             base.append(run_baseline(shards, segment, baseline))
-            print(f"{seconds:g} s clips: ours {ours[-1][0]:.2f} clips/cpu-s ({ours[-1][1]:.2f}/s wall), "
-                  f"baseline {base[-1][0]:.2f} clips/cpu-s ({base[-1][1]:.2f}/s wall)", file=sys.stderr)
+            print(
+                f"{seconds:g} s clips: ours {ours[-1][0]:.2f} clips/cpu-s ({ours[-1][1]:.2f}/s wall), "
+                f"baseline {base[-1][0]:.2f} clips/cpu-s ({base[-1][1]:.2f}/s wall)",
+                file=sys.stderr,
+            )
     return {"seconds": seconds, "ours": ours, "base": base, "error": error}
 
 
@@ -182,7 +215,8 @@ def table(result: dict, args: argparse.Namespace) -> list[str]:
         "| baseline: tarfile + soundfile + librosa STFT / mel + numpy, per clip "
         f"| {med(base, 0):.2f} | {med(base, 1):.2f} | " + ", ".join(f"{r[0]:.2f}" for r in base) + " |",
         f"| **ratio ours / baseline** | **{cpu_ratio:.2f}x** | {wall_ratio:.2f}x | "
-        + ", ".join(f"{o[0] / b[0]:.2f}x" for o, b in zip(ours, base)) + " |",
+        + ", ".join(f"{o[0] / b[0]:.2f}x" for o, b in zip(ours, base))
+        + " |",
         "",
         f"Same formula: max |image difference| ours vs baseline on one clip = {result['error']:.2e} (image range [-1, 1]).",
         "",
@@ -192,18 +226,25 @@ def table(result: dict, args: argparse.Namespace) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=64)
-    parser.add_argument("--seconds", type=float, nargs="+", default=[10.0],
-                        help="length(s) of the test clips; one table per length")
+    parser.add_argument(
+        "--seconds", type=float, nargs="+", default=[10.0], help="length(s) of the test clips; one table per length"
+    )
     parser.add_argument("--segment_seconds", type=float, default=10.24, help="crop length (Auffusion: 10.24 s)")
     parser.add_argument("--batch_size", type=int, default=16, help="data module batch size")
-    parser.add_argument("--frontend_batch", type=int, default=1,
-                        help="clips per front-end call on CPU (large CPU batches thrash the cache)")
+    parser.add_argument(
+        "--frontend_batch",
+        type=int,
+        default=1,
+        help="clips per front-end call on CPU (large CPU batches thrash the cache)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", default=None, help="write a markdown report here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     mel, image = MelConfig(), ImageConfig()
-    frontend = AuffusionFrontend(mel, image, n_frames=int(round(args.segment_seconds * mel.sample_rate)) // mel.hop_length)
+    frontend = AuffusionFrontend(
+        mel, image, n_frames=int(round(args.segment_seconds * mel.sample_rate)) // mel.hop_length
+    )
     baseline = LibrosaBaseline(mel, image, frontend.n_frames)
     results = [measure(seconds, args, frontend, baseline, mel) for seconds in args.seconds]
 

@@ -65,14 +65,27 @@ def prepare(work: Path, size: str, clips: int) -> dict:
     rows = []
     for i in range(clips):
         t = np.arange(int(SECONDS * 16000)) / 16000
-        sf.write(audio / f"clip{i}.wav", (0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t) + 0.05 * rng.standard_normal(t.shape)).astype("float32"), 16000)
+        sf.write(
+            audio / f"clip{i}.wav",
+            (0.3 * np.sin(2 * np.pi * (200 + 50 * i) * t) + 0.05 * rng.standard_normal(t.shape)).astype("float32"),
+            16000,
+        )
         rows.append(json.dumps({"file": f"clip{i}.wav", "caption": f"a dog barks while rain falls number {i}"}))
     (work / "manifest.jsonl").write_text("\n".join(rows) + "\n")
     shard(str(audio), str(work / "manifest.jsonl"), "audio", out_root=str(work), workers=0, progress=False)
     spec = {"name": "clip", "kind": "clip", "pretrained": str(work / "clip"), "tokenizer": clip_tokenizer_dir()}
     started = time.perf_counter()
-    encode(str(work / "audio"), "latents", out_root=str(work), vae=str(work / "vae"), encoders=[spec],
-           text_embeddings=True, batch_size=1, device="cpu", progress=False)
+    encode(
+        str(work / "audio"),
+        "latents",
+        out_root=str(work),
+        vae=str(work / "vae"),
+        encoders=[spec],
+        text_embeddings=True,
+        batch_size=1,
+        device="cpu",
+        progress=False,
+    )
     return {"unet": unet_cfg, "spec": spec, "encode_s_per_clip": (time.perf_counter() - started) / clips}
 
 
@@ -88,8 +101,14 @@ def step_worker(args) -> dict:
     model = AuffusionLDM(unet=setup["unet"], vae=str(work / "vae"), encoders=[setup["spec"]]).train()
     optimizer = model.configure_optimizers()
     kind = LatentShardDataModule if args.mode == "latents" else AudioShardDataModule
-    data = kind(train_shards=str(work / args.mode), batch_size=args.batch_size, num_workers=0, shuffle_buffer=0,
-                batches_per_epoch=args.warmup + args.steps, segment_seconds=WINDOW)
+    data = kind(
+        train_shards=str(work / args.mode),
+        batch_size=args.batch_size,
+        num_workers=0,
+        shuffle_buffer=0,
+        batches_per_epoch=args.warmup + args.steps,
+        segment_seconds=WINDOW,
+    )
     batches = iter(data.train_dataloader())
 
     for _ in range(args.warmup):
@@ -99,9 +118,14 @@ def step_worker(args) -> dict:
         start = time.perf_counter()
         loss = optimise(model.diffusion_loss(next(batches)), optimizer)
         times.append(time.perf_counter() - start)
-    return {"mode": args.mode, "step_times_s": times, "mean_step_s": sum(times) / len(times), "final_loss": float(loss),
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-            "device": f"cpu x{torch.get_num_threads()} threads"}
+    return {
+        "mode": args.mode,
+        "step_times_s": times,
+        "mean_step_s": sum(times) / len(times),
+        "final_loss": float(loss),
+        "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "device": f"cpu x{torch.get_num_threads()} threads",
+    }
 
 
 def write_synthetic_latent_shards(root: Path, clips: int, per_shard: int = 500) -> None:
@@ -118,11 +142,25 @@ def write_synthetic_latent_shards(root: Path, clips: int, per_shard: int = 500) 
             for i in range(s * per_shard, min(clips, (s + 1) * per_shard)):
                 buffer = io.BytesIO()
                 np.save(buffer, rng.standard_normal((8, 32, 128)).astype(np.float16))
-                sink.write({"__key__": f"c{i:06d}", "posterior.npy": buffer.getvalue(),
-                            "json": json.dumps({"captions": [f"caption {i}"], "latent_fingerprint": "x"}).encode()})
+                sink.write(
+                    {
+                        "__key__": f"c{i:06d}",
+                        "posterior.npy": buffer.getvalue(),
+                        "json": json.dumps({"captions": [f"caption {i}"], "latent_fingerprint": "x"}).encode(),
+                    }
+                )
         shards.append({"shard": s, "file": name, "count": min(per_shard, clips - s * per_shard), "bytes": 0})
-    (root / "index.json").write_text(json.dumps({"format": "latent-shards-1", "sample_rate": 16000, "hop_length": 160,
-                                                 "latent_downsampling": 8, "shards": shards}))
+    (root / "index.json").write_text(
+        json.dumps(
+            {
+                "format": "latent-shards-1",
+                "sample_rate": 16000,
+                "hop_length": 160,
+                "latent_downsampling": 8,
+                "shards": shards,
+            }
+        )
+    )
 
 
 def memory_worker(args) -> dict:
@@ -136,13 +174,24 @@ def memory_worker(args) -> dict:
         for i in range(args.cache_clips):
             cache.store(f"clip{i:06d}", torch.zeros(2, dtype=torch.float64), torch.randn(8, 32, 128))
         grown = rss_mib() - before
-        return {"mode": "cache", "clips": args.cache_clips, "rss_growth_mib": grown,
-                "mib_per_clip": grown / args.cache_clips, "tensor_mib_per_clip": 8 * 32 * 128 * 4 / 2**20}
+        return {
+            "mode": "cache",
+            "clips": args.cache_clips,
+            "rss_growth_mib": grown,
+            "mib_per_clip": grown / args.cache_clips,
+            "tensor_mib_per_clip": 8 * 32 * 128 * 4 / 2**20,
+        }
     from lightning_auffusion.data.latents import LatentShardDataModule
 
-    data = LatentShardDataModule(train_shards=str(Path(args.work) / "synthetic"), batch_size=20, num_workers=0,
-                                 shuffle_buffer=1000, shuffle_initial=1000, batches_per_epoch=args.stream_batches,
-                                 segment_seconds=WINDOW)
+    data = LatentShardDataModule(
+        train_shards=str(Path(args.work) / "synthetic"),
+        batch_size=20,
+        num_workers=0,
+        shuffle_buffer=1000,
+        shuffle_initial=1000,
+        batches_per_epoch=args.stream_batches,
+        segment_seconds=WINDOW,
+    )
     loader = data.train_dataloader()
     before, peak = rss_mib(), 0.0
     for batch in loader:
@@ -152,9 +201,26 @@ def memory_worker(args) -> dict:
 
 
 def run(args, mode: str, kind: str) -> dict:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--mode", mode, "--work", args.work,
-           "--batch_size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--cache_clips", str(args.cache_clips), "--stream_batches", str(args.stream_batches)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        kind,
+        "--mode",
+        mode,
+        "--work",
+        args.work,
+        "--batch_size",
+        str(args.batch_size),
+        "--steps",
+        str(args.steps),
+        "--warmup",
+        str(args.warmup),
+        "--cache_clips",
+        str(args.cache_clips),
+        "--stream_batches",
+        str(args.stream_batches),
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -172,7 +238,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads per worker")
     parser.add_argument("--cache_clips", type=int, default=2000, help="entries put in the in-memory cache")
-    parser.add_argument("--dataset_clips", type=int, default=45000, help="clips the cache is extrapolated to (AudioCaps)")
+    parser.add_argument(
+        "--dataset_clips", type=int, default=45000, help="clips the cache is extrapolated to (AudioCaps)"
+    )
     parser.add_argument("--stream_clips", type=int, default=3000, help="clips of the synthetic latent shards streamed")
     parser.add_argument("--stream_batches", type=int, default=100)
     parser.add_argument("--out", default="benchmarks/results/latent_shards.json")
@@ -202,11 +270,19 @@ def main() -> None:
     audio, latents = steps
     report = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores visible, load average {os.getloadavg()[0]:.1f} at the end",
-        "size": args.size, "batch_size": args.batch_size, "warmup": args.warmup, "steps": args.steps,
-        "encode_s_per_clip": setup["encode_s_per_clip"], "step": steps, "memory": memory,
+        "size": args.size,
+        "batch_size": args.batch_size,
+        "warmup": args.warmup,
+        "steps": args.steps,
+        "encode_s_per_clip": setup["encode_s_per_clip"],
+        "step": steps,
+        "memory": memory,
         "step_speedup_latents_vs_audio": audio["mean_step_s"] / latents["mean_step_s"],
-        "cache_gib_for_dataset": cache_gib, "dataset_clips": args.dataset_clips,
-        "memory_ratio_cache_vs_stream": cache["mib_per_clip"] * args.dataset_clips / max(stream["rss_growth_mib"], 1e-9),
+        "cache_gib_for_dataset": cache_gib,
+        "dataset_clips": args.dataset_clips,
+        "memory_ratio_cache_vs_stream": cache["mib_per_clip"]
+        * args.dataset_clips
+        / max(stream["rss_growth_mib"], 1e-9),
         "total_s": total,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

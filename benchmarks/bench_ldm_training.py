@@ -34,8 +34,16 @@ import time
 
 TRAIN_FLOP_PER_SAMPLE = 2.03e12
 PEAK_BF16_TFLOPS = {  # dense bf16 tensor-core peaks
-    "H100 SXM": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0,
-    "A100": 312.0, "A6000": 154.8, "L40S": 362.0, "L4": 121.0, "4090": 165.2,
+    "H100 SXM": 989.0,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "H200": 989.0,
+    "A100": 312.0,
+    "A6000": 154.8,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "4090": 165.2,
 }
 
 
@@ -63,13 +71,33 @@ def model_configs(size: str) -> tuple[dict, dict, dict]:
     from lightning_auffusion.diffusion.unet_factory import sd15_unet_config, sd15_vae_config
 
     if size == "full":
-        text = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                    num_attention_heads=12, max_position_embeddings=77, bos_token_id=72, eos_token_id=73, pad_token_id=73)
+        text = dict(
+            vocab_size=49408,
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            bos_token_id=72,
+            eos_token_id=73,
+            pad_token_id=73,
+        )
         return sd15_unet_config(), sd15_vae_config(), text
-    unet = sd15_unet_config(block_out_channels=[32, 64, 64, 64], attention_head_dim=4, norm_num_groups=8, cross_attention_dim=64)
+    unet = sd15_unet_config(
+        block_out_channels=[32, 64, 64, 64], attention_head_dim=4, norm_num_groups=8, cross_attention_dim=64
+    )
     vae = sd15_vae_config(block_out_channels=[8, 16, 32, 32], layers_per_block=1, norm_num_groups=8)
-    text = dict(vocab_size=80, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                max_position_embeddings=77, bos_token_id=72, eos_token_id=73, pad_token_id=73)
+    text = dict(
+        vocab_size=80,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=72,
+        eos_token_id=73,
+        pad_token_id=73,
+    )
     return unet, vae, text
 
 
@@ -132,7 +160,9 @@ def worker(args) -> dict:
                     with torch.autocast(device.type, enabled=False):
                         images = frontend(batch["audio"])
                     latents = vae.encode(images).latent_dist.sample() * scale
-                    ids = tokenizer(batch["caption"], padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+                    ids = tokenizer(
+                        batch["caption"], padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+                    )
                     cond = text(ids.input_ids.to(device)).last_hidden_state
                 noise = torch.randn_like(latents)
                 t = torch.randint(0, 1000, (latents.shape[0],), device=device)
@@ -145,10 +175,13 @@ def worker(args) -> dict:
 
         fast = args.mode == "ours_fast"
         model = AuffusionLDM(
-            unet=unet_cfg, vae=vae_cfg,
+            unet=unet_cfg,
+            vae=vae_cfg,
             encoders=[EncoderSpec(name="clip", kind="clip", config=text_cfg, tokenizer=tok)],
-            cache_latents=True, cache_text_embeddings=True,
-            channels_last=fast, compile=fast and device.type == "cuda",
+            cache_latents=True,
+            cache_text_embeddings=True,
+            channels_last=fast,
+            compile=fast and device.type == "cuda",
             gradient_checkpointing=args.gradient_checkpointing,
         ).to(device)
         model.train()
@@ -172,7 +205,9 @@ def worker(args) -> dict:
         times.append(time.perf_counter() - start)
     result = {
         "mode": args.mode,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads",
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu x{torch.get_num_threads()} threads",
         "size": args.size,
         "batch_size": args.batch_size,
         "precision": args.precision,
@@ -203,9 +238,15 @@ def markdown(results: list[dict], args) -> str:
     peak = args.peak_tflops or peak_tflops(results[0]["device"]) if args.device.startswith("cuda") else None
     for r in results:
         ratio = base["mean_step_s"] / r["mean_step_s"] if base else float("nan")
-        mfu = f"{100 * r['samples_per_s'] * TRAIN_FLOP_PER_SAMPLE / (peak * 1e12):.1f}%" if peak and args.size == "full" else "n/a"
+        mfu = (
+            f"{100 * r['samples_per_s'] * TRAIN_FLOP_PER_SAMPLE / (peak * 1e12):.1f}%"
+            if peak and args.size == "full"
+            else "n/a"
+        )
         steps = ", ".join(f"{t:.2f}" for t in r["step_times_s"])
-        lines.append(f"| {r['mode']} | {steps} | {r['mean_step_s']:.3f} | {r['samples_per_s']:.3f} | {ratio:.2f}x | {r[mem_key]:.2f} | {mfu} |")
+        lines.append(
+            f"| {r['mode']} | {steps} | {r['mean_step_s']:.3f} | {r['samples_per_s']:.3f} | {ratio:.2f}x | {r[mem_key]:.2f} | {mfu} |"
+        )
     return "\n".join(lines)
 
 
@@ -254,9 +295,24 @@ def main() -> None:
     modes = (args.modes or ("baseline,ours,ours_fast" if gpu else "baseline,ours")).split(",")
     results = []
     for mode in modes:
-        cmd = [sys.executable, os.path.abspath(__file__), "--mode", mode, "--device", args.device, "--size", args.size,
-               "--batch_size", str(args.batch_size), "--precision", args.precision, "--steps", str(args.steps),
-               "--warmup", str(args.warmup)]
+        cmd = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--mode",
+            mode,
+            "--device",
+            args.device,
+            "--size",
+            args.size,
+            "--batch_size",
+            str(args.batch_size),
+            "--precision",
+            args.precision,
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+        ]
         if args.gradient_checkpointing:
             cmd.append("--gradient_checkpointing")
         if args.threads:
@@ -267,7 +323,7 @@ def main() -> None:
         if proc.returncode != 0 or line is None:
             sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-5000:])
             raise SystemExit(f"benchmark worker {mode!r} failed (exit {proc.returncode})")
-        result = json.loads(line[len("RESULT "):])
+        result = json.loads(line[len("RESULT ") :])
         result["wall_s_including_build"] = time.time() - t0
         results.append(result)
         print(f"{mode}: mean step {result['mean_step_s']:.3f} s ({result['samples_per_s']:.3f} samples/s)", flush=True)

@@ -43,7 +43,9 @@ def unet_config(size: str, channels_scale: float) -> dict:
     from lightning_auffusion.diffusion.unet_factory import sd15_unet_config
 
     if size == "tiny":
-        return sd15_unet_config(block_out_channels=[32, 64, 64, 64], attention_head_dim=4, norm_num_groups=8, cross_attention_dim=768)
+        return sd15_unet_config(
+            block_out_channels=[32, 64, 64, 64], attention_head_dim=4, norm_num_groups=8, cross_attention_dim=768
+        )
     channels = [int(round(c * channels_scale / 32)) * 32 for c in (320, 640, 1280, 1280)]
     return sd15_unet_config(block_out_channels=channels)
 
@@ -56,8 +58,11 @@ def worker(mode: str, size: str, channels_scale: float, threads: int) -> dict:
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    unet = prepare_unet(build_unet(unet_config(size, channels_scale)), attention="sdpa",
-                        gradient_checkpointing=(mode == "adafactor_ckpt"))
+    unet = prepare_unet(
+        build_unet(unet_config(size, channels_scale)),
+        attention="sdpa",
+        gradient_checkpointing=(mode == "adafactor_ckpt"),
+    )
     if mode == "lora":
         add_lora(unet, LoRAConfig(rank=4))
     unet.train()
@@ -67,7 +72,9 @@ def worker(mode: str, size: str, channels_scale: float, threads: int) -> dict:
     elif mode.startswith("adafactor"):
         from transformers.optimization import Adafactor
 
-        optimizer = Adafactor(params, lr=3e-5, scale_parameter=False, relative_step=False, warmup_init=False, weight_decay=1e-2)
+        optimizer = Adafactor(
+            params, lr=3e-5, scale_parameter=False, relative_step=False, warmup_init=False, weight_decay=1e-2
+        )
     else:
         from lightning_auffusion.diffusion.low_memory import AdamW8bit
 
@@ -84,14 +91,23 @@ def worker(mode: str, size: str, channels_scale: float, threads: int) -> dict:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     seconds = time.perf_counter() - start
-    return {"mode": mode, "params": count_parameters(unet), "trainable": count_parameters(unet, trainable_only=True),
-            "rss_after_build_gib": built, "peak_rss_gib": rss_gib(), "step_s": seconds, "loss": float(loss)}
+    return {
+        "mode": mode,
+        "params": count_parameters(unet),
+        "trainable": count_parameters(unet, trainable_only=True),
+        "rss_after_build_gib": built,
+        "peak_rss_gib": rss_gib(),
+        "step_s": seconds,
+        "loss": float(loss),
+    }
 
 
 def bitsandbytes_runs_on_cpu() -> str | None:
     """None when bitsandbytes' 8-bit AdamW steps a CPU tensor, else why not."""
-    code = ("import torch, bitsandbytes as bnb; p = torch.nn.Parameter(torch.randn(4096)); p.grad = torch.randn(4096); "
-            "bnb.optim.AdamW8bit([p], lr=1e-3).step()")
+    code = (
+        "import torch, bitsandbytes as bnb; p = torch.nn.Parameter(torch.randn(4096)); p.grad = torch.randn(4096); "
+        "bnb.optim.AdamW8bit([p], lr=1e-3).step()"
+    )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     if run.returncode == 0:
         return None
@@ -114,7 +130,9 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=["full", "tiny"], default="full")
-    parser.add_argument("--channels_scale", type=float, default=1.0, help="scale SD-1.5's block_out_channels (0.5: half)")
+    parser.add_argument(
+        "--channels_scale", type=float, default=1.0, help="scale SD-1.5's block_out_channels (0.5: half)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
@@ -134,9 +152,21 @@ def main() -> None:
                 skipped[mode] = reason
                 print(f"skip adamw8bit: {reason}", flush=True)
                 continue
-        cmd = [sys.executable, __file__, "--worker", mode, "--size", args.size, "--channels_scale", str(args.channels_scale),
-               "--threads", str(args.threads)]
-        run = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            mode,
+            "--size",
+            args.size,
+            "--channels_scale",
+            str(args.channels_scale),
+            "--threads",
+            str(args.threads),
+        ]
+        run = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        )
         if run.returncode != 0:
             skipped[mode] = (run.stderr.strip().splitlines() or [f"exit status {run.returncode}"])[-1]
             print(f"{mode} failed: {skipped[mode]}", flush=True)
@@ -150,8 +180,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for r in results:
         ratio = f"{r['peak_rss_gib'] / base['peak_rss_gib']:.2f}x" if base else "-"
-        print(f"| {r['mode']} | {r['trainable']:,} of {r['params']:,} | {r['step_s']:.1f} | {r['rss_after_build_gib']:.2f} | "
-              f"{r['peak_rss_gib']:.2f} | {ratio} |")
+        print(
+            f"| {r['mode']} | {r['trainable']:,} of {r['params']:,} | {r['step_s']:.1f} | {r['rss_after_build_gib']:.2f} | "
+            f"{r['peak_rss_gib']:.2f} | {ratio} |"
+        )
     for mode, reason in skipped.items():
         print(f"| {mode} | not measured: {reason} | | | | |")
     if args.json:

@@ -37,11 +37,17 @@ from lightning_auffusion.vocoder.discriminators import MultiPeriodDiscriminator,
 
 START, END = "<!-- bench_vocoder:start -->", "<!-- bench_vocoder:end -->"
 QUICKSTART_GENERATOR = dict(
-    resblock="2", upsample_rates=[5, 4, 4, 2], upsample_kernel_sizes=[11, 8, 8, 4], upsample_initial_channel=128,
-    resblock_kernel_sizes=[3, 7], resblock_dilation_sizes=[[1, 3], [1, 3]],
+    resblock="2",
+    upsample_rates=[5, 4, 4, 2],
+    upsample_kernel_sizes=[11, 8, 8, 4],
+    upsample_initial_channel=128,
+    resblock_kernel_sizes=[3, 7],
+    resblock_dilation_sizes=[[1, 3], [1, 3]],
 )
 QUICKSTART_DISCRIMINATORS = dict(
-    period_channels=[16, 32, 64, 128, 128], scale_channels=[16, 32, 64, 128, 128, 128, 128], scale_groups=[1, 4, 8, 16, 16, 16, 1],
+    period_channels=[16, 32, 64, 128, 128],
+    scale_channels=[16, 32, 64, 128, 128, 128, 128],
+    scale_groups=[1, 4, 8, 16, 16, 16, 1],
 )
 
 
@@ -65,7 +71,9 @@ def timed_pair(baseline, candidate, repeats: int, device: torch.device) -> tuple
     return best[0], best[1]
 
 
-def inference_rows(name: str, gen_cfg: GeneratorConfig, seconds: float, repeats: int, device: torch.device, autocast: bool) -> dict:
+def inference_rows(
+    name: str, gen_cfg: GeneratorConfig, seconds: float, repeats: int, device: torch.device, autocast: bool
+) -> dict:
     mel_cfg = MelConfig()
     torch.manual_seed(0)
     audio = 0.3 * torch.randn(1, int(seconds * mel_cfg.sample_rate), device=device)
@@ -80,10 +88,17 @@ def inference_rows(name: str, gen_cfg: GeneratorConfig, seconds: float, repeats:
             return generator(logmel)
 
     t_gl, t_voc = timed_pair(lambda: gl(logmel), vocoder, repeats, device)
-    return {"name": name, "device": device.type + (" bf16" if autocast else " fp32"), "rtf": t_voc / seconds, "gl_rtf": t_gl / seconds}
+    return {
+        "name": name,
+        "device": device.type + (" bf16" if autocast else " fp32"),
+        "rtf": t_voc / seconds,
+        "gl_rtf": t_gl / seconds,
+    }
 
 
-def training_throughput(gen_cfg: dict, disc_cfg: dict, batch: int, steps: int, accelerator: str, precision: str) -> float:
+def training_throughput(
+    gen_cfg: dict, disc_cfg: dict, batch: int, steps: int, accelerator: str, precision: str
+) -> float:
     """Mel frames per second of full training steps (discriminator + generator update)."""
     import lightning as L
     from torch.utils.data import DataLoader, Dataset
@@ -113,8 +128,16 @@ def training_throughput(gen_cfg: dict, disc_cfg: dict, batch: int, steps: int, a
     module = VocoderModule(generator=gen_cfg, discriminators=disc_cfg, segment_size=segment, val_griffin_lim=None)
     timer = Timer()
     trainer = L.Trainer(
-        accelerator=accelerator, devices=1, precision=precision, max_steps=steps + 2, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[timer],
+        accelerator=accelerator,
+        devices=1,
+        precision=precision,
+        max_steps=steps + 2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
     )
     trainer.fit(module, DataLoader(Segments(), batch_size=batch))
     return steps * batch * (segment // 160) / timer.elapsed
@@ -151,7 +174,9 @@ def main() -> None:
     parser.add_argument("--train_steps", type=int, default=4, help="timed training steps (after 2 warm-up steps)")
     parser.add_argument("--train_batch", type=int, default=4, help="CPU training batch (segments of 8320 samples)")
     parser.add_argument("--gpu_train_batch", type=int, default=16)
-    parser.add_argument("--skip_full_training", action="store_true", help="skip the (slow on CPU) full-size training run")
+    parser.add_argument(
+        "--skip_full_training", action="store_true", help="skip the (slow on CPU) full-size training run"
+    )
     parser.add_argument("--out", default="benchmarks/results/vocoder.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -159,16 +184,42 @@ def main() -> None:
     cpu = torch.device("cpu")
     sizes = [("full V1 (13.7 M)", GeneratorConfig.v1()), ("quickstart", GeneratorConfig(**QUICKSTART_GENERATOR))]
     rows = [inference_rows(n, c, args.seconds, args.repeats, cpu, False) for n, c in sizes]
-    train = [("quickstart G + small D", "cpu", "32-true", args.train_batch,
-              training_throughput(QUICKSTART_GENERATOR, QUICKSTART_DISCRIMINATORS, args.train_batch, args.train_steps, "cpu", "32-true"))]
+    train = [
+        (
+            "quickstart G + small D",
+            "cpu",
+            "32-true",
+            args.train_batch,
+            training_throughput(
+                QUICKSTART_GENERATOR, QUICKSTART_DISCRIMINATORS, args.train_batch, args.train_steps, "cpu", "32-true"
+            ),
+        )
+    ]
     if not args.skip_full_training:
-        train.append(("full V1 G + full D", "cpu", "32-true", 2, training_throughput({}, {}, 2, max(1, args.train_steps // 2), "cpu", "32-true")))
+        train.append(
+            (
+                "full V1 G + full D",
+                "cpu",
+                "32-true",
+                2,
+                training_throughput({}, {}, 2, max(1, args.train_steps // 2), "cpu", "32-true"),
+            )
+        )
     gpu_note = "No GPU was available to this run: GPU rows are missing."
     if torch.cuda.is_available():
         gpu = torch.device("cuda")
-        rows += [inference_rows(n, c, args.seconds * 5, args.repeats, gpu, ac) for n, c in sizes[:1] for ac in (False, True)]
-        train.append(("full V1 G + full D", torch.cuda.get_device_name(0), "bf16-mixed", args.gpu_train_batch,
-                      training_throughput({}, {}, args.gpu_train_batch, args.train_steps, "gpu", "bf16-mixed")))
+        rows += [
+            inference_rows(n, c, args.seconds * 5, args.repeats, gpu, ac) for n, c in sizes[:1] for ac in (False, True)
+        ]
+        train.append(
+            (
+                "full V1 G + full D",
+                torch.cuda.get_device_name(0),
+                "bf16-mixed",
+                args.gpu_train_batch,
+                training_throughput({}, {}, args.gpu_train_batch, args.train_steps, "gpu", "bf16-mixed"),
+            )
+        )
         gpu_note = f"GPU: {torch.cuda.get_device_name(0)}."
 
     lines = [
@@ -184,9 +235,17 @@ def main() -> None:
         "| generator | device | RTF vocoder | RTF Griffin-Lim (32 it) | vocoder time / Griffin-Lim time |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {r['name']} | {r['device']} | {r['rtf']:.3f} | {r['gl_rtf']:.3f} | {r['rtf'] / r['gl_rtf']:.2f}x |" for r in rows]
-    lines += ["", "Training throughput (one discriminator + one generator update per batch, segments of 8320 samples = 52 frames):", "",
-              "| model | device | precision | batch | mel frames / s |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r['name']} | {r['device']} | {r['rtf']:.3f} | {r['gl_rtf']:.3f} | {r['rtf'] / r['gl_rtf']:.2f}x |"
+        for r in rows
+    ]
+    lines += [
+        "",
+        "Training throughput (one discriminator + one generator update per batch, segments of 8320 samples = 52 frames):",
+        "",
+        "| model | device | precision | batch | mel frames / s |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {n} | {d} | {p} | {b} | {fps:.0f} |" for n, d, p, b, fps in train]
     lines += ["", "| parameters | count |", "|---|---|"]
     lines += [f"| {n} | {c:,} |" for n, c in parameter_rows()]

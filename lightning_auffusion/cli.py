@@ -20,23 +20,63 @@ from lightning_auffusion.parsing import LIGHTNING_COMMANDS, PROG, parser_options
 
 # command name -> (module, function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "synth": ("lightning_auffusion.synth.command", "synth", "write synthetic captioned sounds with verifiable captions"),
-    "shard": ("lightning_auffusion.data.shards", "shard", "turn an audio folder + caption manifest into WebDataset shards"),
+    "synth": (
+        "lightning_auffusion.synth.command",
+        "synth",
+        "write synthetic captioned sounds with verifiable captions",
+    ),
+    "shard": (
+        "lightning_auffusion.data.shards",
+        "shard",
+        "turn an audio folder + caption manifest into WebDataset shards",
+    ),
     "stats": ("lightning_auffusion.data.stats", "stats", "dataset log-mel mean/std for the 'meanstd' image mode"),
-    "encode": ("lightning_auffusion.diffusion.encode", "encode", "audio shards -> latent shards (VAE posteriors, captions, text outputs)"),
+    "encode": (
+        "lightning_auffusion.diffusion.encode",
+        "encode",
+        "audio shards -> latent shards (VAE posteriors, captions, text outputs)",
+    ),
     "export-vocoder": ("lightning_auffusion.vocoder.export", "export_vocoder", "export a trained vocoder checkpoint"),
     "vocode": ("lightning_auffusion.vocoder.export", "vocode", "resynthesise audio files through a vocoder"),
-    "export-vae": ("lightning_auffusion.diffusion.vae_module", "export_vae", "export a SpectrogramVAE checkpoint to a diffusers AutoencoderKL folder"),
-    "generate": ("lightning_auffusion.diffusion.generate", "generate", "text -> audio with a trained or released model"),
+    "export-vae": (
+        "lightning_auffusion.diffusion.vae_module",
+        "export_vae",
+        "export a SpectrogramVAE checkpoint to a diffusers AutoencoderKL folder",
+    ),
+    "generate": (
+        "lightning_auffusion.diffusion.generate",
+        "generate",
+        "text -> audio with a trained or released model",
+    ),
     "export": ("lightning_auffusion.diffusion.interop", "export", "export an LDM run to the released Auffusion layout"),
-    "export-lora": ("lightning_auffusion.diffusion.lora", "export_lora_command", "export an LDM run's LoRA adapter in diffusers' format"),
-    "evaluate": ("lightning_auffusion.evaluation.command", "evaluate", "FD/FAD/KL/IS/CLAP/alignment of generated audio"),
-    "style-transfer": ("lightning_auffusion.attention.commands", "style_transfer", "SDEdit an audio file towards a prompt"),
+    "export-lora": (
+        "lightning_auffusion.diffusion.lora",
+        "export_lora_command",
+        "export an LDM run's LoRA adapter in diffusers' format",
+    ),
+    "evaluate": (
+        "lightning_auffusion.evaluation.command",
+        "evaluate",
+        "FD/FAD/KL/IS/CLAP/alignment of generated audio",
+    ),
+    "style-transfer": (
+        "lightning_auffusion.attention.commands",
+        "style_transfer",
+        "SDEdit an audio file towards a prompt",
+    ),
     "inpaint": ("lightning_auffusion.attention.commands", "inpaint", "regenerate a time span of an audio file"),
     "word-swap": ("lightning_auffusion.attention.commands", "word_swap", "prompt-to-prompt word replacement"),
     "reweight": ("lightning_auffusion.attention.commands", "reweight", "scale the attention of chosen prompt words"),
-    "sweep": ("lightning_auffusion.sweeps.command", "sweep", "run a sweep file (W&B sweep YAML) locally or under W&B's agent"),
-    "dashboard": ("lightning_auffusion.sweeps.dashboard", "dashboard", "compare runs: static HTML page + Markdown summary"),
+    "sweep": (
+        "lightning_auffusion.sweeps.command",
+        "sweep",
+        "run a sweep file (W&B sweep YAML) locally or under W&B's agent",
+    ),
+    "dashboard": (
+        "lightning_auffusion.sweeps.dashboard",
+        "dashboard",
+        "compare runs: static HTML page + Markdown summary",
+    ),
 }
 
 
@@ -110,8 +150,9 @@ def run_lightning(argv: list[str], raise_parse_errors: bool = False):
     except argparse.ArgumentError as err:
         if any(a == "--config" or a.startswith("--config=") for a in argv):
             raise
-        raise UserInputError(f"{' '.join(str(err).split())}: give the run's config, "
-                             f"{PROG} {argv[0]} --config conf/<model>/<x>.yaml") from err
+        raise UserInputError(
+            f"{' '.join(str(err).split())}: give the run's config, {PROG} {argv[0]} --config conf/<model>/<x>.yaml"
+        ) from err
 
 
 TOP_HELP = ("-h", "--help", "help")
@@ -119,7 +160,11 @@ DEBUG_FLAG = "--debug"
 DEBUG_ENV = "LIGHTNING_AUFFUSION_DEBUG"
 # errors that mean "the input is wrong" (exit 2) rather than "the run failed" (exit 1)
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    UserInputError, FileNotFoundError, IsADirectoryError, NotADirectoryError, argparse.ArgumentError,
+    UserInputError,
+    FileNotFoundError,
+    IsADirectoryError,
+    NotADirectoryError,
+    argparse.ArgumentError,
 )
 
 
@@ -162,7 +207,9 @@ def main(argv: list[str] | None = None):
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug_requested(argv)
     argv = [a for a in argv if a != DEBUG_FLAG]
-    logging.basicConfig(level=os.environ.get("LIGHTNING_AUFFUSION_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("LIGHTNING_AUFFUSION_LOG", "INFO"), format="%(levelname)s %(name)s: %(message)s"
+    )
     if not from_command_line:
         return _dispatch(argv, from_command_line=False)
     if not argv or argv[0] in TOP_HELP:  # the command list: nothing to run, nothing (wandb) to import

@@ -28,7 +28,9 @@ def resolve_package_file(source: str) -> Path:
     package, rel = match["package"], match["path"]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"{source}: the Python package {package!r} is not installed (pip install {package.replace('_', '-')})")
+        raise FileNotFoundError(
+            f"{source}: the Python package {package!r} is not installed (pip install {package.replace('_', '-')})"
+        )
     root = Path(next(iter(spec.submodule_search_locations))).resolve()
     path = (root / rel).resolve()
     if root not in path.parents:

@@ -60,10 +60,19 @@ def load_weights(path: str | os.PathLike, what: str = "weights", map_location: A
             f"unpickling it could run code; {convert_hint(path)}"
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
-        raise UserInputError(f"could not read {what} {path} ({_reason(str(err)) or type(err).__name__}); is it a torch checkpoint?") from None
+        raise UserInputError(
+            f"could not read {what} {path} ({_reason(str(err)) or type(err).__name__}); is it a torch checkpoint?"
+        ) from None
 
 
-_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation", "(1)", "(2)", "WeightsUnpickler error:")
+_BOILERPLATE = (
+    "Weights only load failed",
+    "Please file an issue",
+    "Check the documentation",
+    "(1)",
+    "(2)",
+    "WeightsUnpickler error:",
+)
 
 
 def _reason(message: str) -> str:

@@ -27,7 +27,14 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-TINY_WIDTH = {"clip": 32, "clap": 40, "t5": 24, "clap_audio": 16}  # clap_audio: its joint (projection) width  # distinct widths so adapter shapes are checked per encoder
+
+
+TINY_WIDTH = {
+    "clip": 32,
+    "clap": 40,
+    "t5": 24,
+    "clap_audio": 16,
+}  # clap_audio: its joint (projection) width  # distinct widths so adapter shapes are checked per encoder
 TEST_CAPTIONS = [
     "a dog barks loudly",
     "rain falls on a tin roof",
@@ -50,7 +57,11 @@ def _roberta_tokenizer():
     from transformers import RobertaTokenizer
 
     vocab: dict[str, int] = {}
-    for token in ["<s>", "<pad>", "</s>", "<unk>"] + list(string.ascii_letters + string.digits + string.punctuation) + ["\u0120", "<mask>"]:
+    for token in (
+        ["<s>", "<pad>", "</s>", "<unk>"]
+        + list(string.ascii_letters + string.digits + string.punctuation)
+        + ["\u0120", "<mask>"]
+    ):
         vocab.setdefault(token, len(vocab))
     return RobertaTokenizer(vocab=vocab, merges=[])
 
@@ -86,22 +97,53 @@ def tiny_encoder_config(kind: str) -> dict[str, Any]:
     width = TINY_WIDTH[kind]
     vocab = _vocab_size(kind)
     if kind == "clip":
-        return dict(vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
-                    num_attention_heads=4, max_position_embeddings=77, bos_token_id=vocab - 2,
-                    eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+        return dict(
+            vocab_size=vocab,
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=vocab - 2,
+            eos_token_id=vocab - 1,
+            pad_token_id=vocab - 1,
+        )
     if kind == "clap":
-        return dict(vocab_size=vocab, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2,
-                    num_attention_heads=4, max_position_embeddings=80, pad_token_id=1, bos_token_id=0,
-                    eos_token_id=2, type_vocab_size=1, projection_dim=16)
+        return dict(
+            vocab_size=vocab,
+            hidden_size=width,
+            intermediate_size=2 * width,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=80,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            type_vocab_size=1,
+            projection_dim=16,
+        )
     if kind == "clap_audio":  # a whole ClapModel: tiny HTSAT audio tower + the tiny RoBERTa text tower
         text = tiny_encoder_config("clap")
         text.pop("projection_dim")
-        return dict(text_config=text, projection_dim=16,
-                    audio_config=dict(depths=[1, 1, 1, 1], patch_embeds_hidden_size=16, num_attention_heads=[1, 1, 1, 1],
-                                      hidden_size=128))
+        return dict(
+            text_config=text,
+            projection_dim=16,
+            audio_config=dict(
+                depths=[1, 1, 1, 1], patch_embeds_hidden_size=16, num_attention_heads=[1, 1, 1, 1], hidden_size=128
+            ),
+        )
     if kind == "t5":
-        return dict(vocab_size=vocab, d_model=width, d_kv=8, d_ff=2 * width, num_layers=2, num_heads=3,
-                    pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+        return dict(
+            vocab_size=vocab,
+            d_model=width,
+            d_kv=8,
+            d_ff=2 * width,
+            num_layers=2,
+            num_heads=3,
+            pad_token_id=0,
+            eos_token_id=1,
+            decoder_start_token_id=0,
+        )
     raise ValueError(f"no tiny config for kind {kind!r}")
 
 
@@ -111,8 +153,9 @@ def tiny_spec(kind: str, name: str | None = None, **overrides: Any):
 
     if kind == "minilm":
         return EncoderSpec(name=name or "minilm", kind="minilm", **overrides)
-    return EncoderSpec(name=name or kind, kind=kind, config=tiny_encoder_config(kind),
-                       tokenizer=tiny_tokenizer_dir(kind), **overrides)
+    return EncoderSpec(
+        name=name or kind, kind=kind, config=tiny_encoder_config(kind), tokenizer=tiny_tokenizer_dir(kind), **overrides
+    )
 
 
 def tiny_conditioner(kinds: tuple[str, ...] = ("clip",), cross_attention_dim: int = 32, **spec_overrides: Any):
@@ -125,17 +168,33 @@ def tiny_conditioner(kinds: tuple[str, ...] = ("clip",), cross_attention_dim: in
 
 def tiny_unet_config(cross_attention_dim: int = 32) -> dict[str, Any]:
     """A 2-level conditional U-Net (~0.4 M parameters), latent side a multiple of 2."""
-    return dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
-                block_out_channels=[32, 64], down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
-                up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"], cross_attention_dim=cross_attention_dim,
-                attention_head_dim=8, norm_num_groups=8)
+    return dict(
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=[32, 64],
+        down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+        up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
 
 
 def tiny_vae_config() -> dict[str, Any]:
     """A 3-level AutoencoderKL (downsampling 4), 4 latent channels."""
-    return dict(in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
-                block_out_channels=[8, 16, 16], down_block_types=["DownEncoderBlock2D"] * 3,
-                up_block_types=["UpDecoderBlock2D"] * 3, norm_num_groups=4, sample_size=64)
+    return dict(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        layers_per_block=1,
+        block_out_channels=[8, 16, 16],
+        down_block_types=["DownEncoderBlock2D"] * 3,
+        up_block_types=["UpDecoderBlock2D"] * 3,
+        norm_num_groups=4,
+        sample_size=64,
+    )
 
 
 TINY_FRAMES = 64
@@ -166,8 +225,10 @@ def overfit_losses(model, batch: dict[str, Any], steps: int = 15, seeds=range(4)
 
     def loss() -> float:
         with torch.no_grad():
-            return sum(model.diffusion_loss(batch, generator=torch.Generator().manual_seed(s), drop=False).item()
-                       for s in seeds) / len(seeds)
+            return sum(
+                model.diffusion_loss(batch, generator=torch.Generator().manual_seed(s), drop=False).item()
+                for s in seeds
+            ) / len(seeds)
 
     optimizer = model.configure_optimizers()
     model.train()
@@ -179,8 +240,13 @@ def overfit_losses(model, batch: dict[str, Any], steps: int = 15, seeds=range(4)
     return start, loss()
 
 
-def tone_batch(batch_size: int = 4, seconds: float = TINY_FRAMES * 160 / 16000, sample_rate: int = 16000,
-               captions: list[str] | None = None, short_by: int = 0) -> dict[str, Any]:
+def tone_batch(
+    batch_size: int = 4,
+    seconds: float = TINY_FRAMES * 160 / 16000,
+    sample_rate: int = 16000,
+    captions: list[str] | None = None,
+    short_by: int = 0,
+) -> dict[str, Any]:
     """A data-module-style batch of distinct harmonic tones with captions (deterministic)."""
     captions = captions or [TEST_CAPTIONS[i % len(TEST_CAPTIONS)] for i in range(batch_size)]
     length = round(seconds * sample_rate)
@@ -192,7 +258,7 @@ def tone_batch(batch_size: int = 4, seconds: float = TINY_FRAMES * 160 / 16000, 
         envelope = 0.5 * (1 + torch.sin(2 * math.pi * (1.5 + i) * t))
         row = (0.3 * wave * envelope).float()
         if short_by:
-            row[length - short_by:] = 0.0
+            row[length - short_by :] = 0.0
         rows.append(row)
     valid = length - short_by
     return {

@@ -58,9 +58,11 @@ def _run(*argv: str) -> subprocess.CompletedProcess:
 
 
 def test_top_level_help_imports_neither_lightning_nor_torch():
-    code = ("import sys; from lightning_auffusion.cli import main; main(['--help']); "
-            "print('LOADED', sorted(m for m in ('lightning', 'torch', 'diffusers', 'transformers', 'jsonargparse') "
-            "if m in sys.modules))")
+    code = (
+        "import sys; from lightning_auffusion.cli import main; main(['--help']); "
+        "print('LOADED', sorted(m for m in ('lightning', 'torch', 'diffusers', 'transformers', 'jsonargparse') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[-1] == "LOADED []"
     assert "usage: python -m lightning_auffusion <command>" in out
@@ -96,8 +98,11 @@ def test_model_help_by_class_name_documents_every_argument(capsys):
         if name != "self":
             assert f"--model.{name} " in out, name
     lines = out.splitlines()
-    undocumented = [lines[i] for i in range(1, len(lines)) if lines[i].strip().startswith("(type:")
-                    and lines[i - 1].strip().startswith("--model.")]
+    undocumented = [
+        lines[i]
+        for i in range(1, len(lines))
+        if lines[i].strip().startswith("(type:") and lines[i - 1].strip().startswith("--model.")
+    ]
     inline = [line for line in lines if line.strip().startswith("--model.") and "  (type:" in line]
     assert not undocumented and not inline, undocumented + inline
 
@@ -117,10 +122,20 @@ def test_evaluate_takes_the_shared_model_and_sampling_options(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     out = capsys.readouterr().out
-    for flag in ("--checkpoint", "--pretrained", "--dtype {float32,bfloat16,float16}", "--negative_prompt",
-                 "--scheduler {pndm,ddim,dpmsolver++,euler}", "--device {auto,cpu,cuda,...}",
-                 "--attention_localisation", "--allow_random_weights", "--reference", "--prompts", "--output ",
-                 "--progress"):
+    for flag in (
+        "--checkpoint",
+        "--pretrained",
+        "--dtype {float32,bfloat16,float16}",
+        "--negative_prompt",
+        "--scheduler {pndm,ddim,dpmsolver++,euler}",
+        "--device {auto,cpu,cuda,...}",
+        "--attention_localisation",
+        "--allow_random_weights",
+        "--reference",
+        "--prompts",
+        "--output ",
+        "--progress",
+    ):
         assert flag in out, flag
     assert "(default auto)" in " ".join(out.split())
 

@@ -32,14 +32,36 @@ def test_bad_input_is_one_line_with_exit_code_2(tmp_path, monkeypatch, capsys):
         (["generate", "--checkpoint", "x.ckpt", "--prompts", '[""]'], "empty"),
         (["generate", "--checkpoint", "x.ckpt", "--prompts", '["a"]', "--scheduler", "lms"], "lms"),
         (["shard", "--audio_dir", missing, "--manifest", f"{missing}.csv", "--name", "x"], missing),
-        (["shard", "--audio_dir", str(tmp_path), "--manifest", f"{missing}.csv", "--name", "x",
-          "--out_root", str(tmp_path / "o")], f"{missing}.csv"),
+        (
+            [
+                "shard",
+                "--audio_dir",
+                str(tmp_path),
+                "--manifest",
+                f"{missing}.csv",
+                "--name",
+                "x",
+                "--out_root",
+                str(tmp_path / "o"),
+            ],
+            f"{missing}.csv",
+        ),
         (["export", "--checkpoint", f"{missing}.ckpt", "--output_dir", str(tmp_path / "e")], f"{missing}.ckpt"),
         (["export-vocoder", "--checkpoint", f"{missing}.ckpt", "--out_dir", str(tmp_path / "v")], f"{missing}.ckpt"),
         (["export-vae", "--checkpoint", f"{missing}.ckpt", "--output_dir", str(tmp_path / "v")], f"{missing}.ckpt"),
         (["stats", "--name", "nope", "--out_root", str(tmp_path)], "nope"),
-        (["evaluate", "--checkpoint", f"{missing}.ckpt", "--prompts", str(_prompts(tmp_path)),
-          "--output", str(tmp_path / "r")], f"{missing}.ckpt"),
+        (
+            [
+                "evaluate",
+                "--checkpoint",
+                f"{missing}.ckpt",
+                "--prompts",
+                str(_prompts(tmp_path)),
+                "--output",
+                str(tmp_path / "r"),
+            ],
+            f"{missing}.ckpt",
+        ),
         (["generate", "--checkpoint", "x.ckpt", "--promts", '["a"]'], "--promts"),
     ]
     for argv, named in cases:
@@ -54,16 +76,23 @@ def _prompts(tmp_path):
 
 def test_abbreviated_options_are_refused(tmp_path, monkeypatch, capsys):
     config = tmp_path / "boring.yaml"
-    config.write_text("model:\n  class_path: lightning.pytorch.demos.boring_classes.BoringModel\n"
-                      "data:\n  class_path: lightning.pytorch.demos.boring_classes.BoringDataModule\n")
+    config.write_text(
+        "model:\n  class_path: lightning.pytorch.demos.boring_classes.BoringModel\n"
+        "data:\n  class_path: lightning.pytorch.demos.boring_classes.BoringDataModule\n"
+    )
     _expect(monkeypatch, capsys, ["fit", "--config", str(config), "--trainer.max_step", "1"], 2, "--trainer.max_step")
     _expect(monkeypatch, capsys, ["stats", "--nam", "x"], 2, "--nam")
 
 
 def test_missing_vae_in_an_ldm_config_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # the quickstart config's runs/ paths do not exist here
-    _expect(monkeypatch, capsys, ["fit", "--config", str(CONF / "ldm" / "quickstart.yaml")], 2,
-            "runs/vae_quickstart/checkpoints/last.ckpt")
+    _expect(
+        monkeypatch,
+        capsys,
+        ["fit", "--config", str(CONF / "ldm" / "quickstart.yaml")],
+        2,
+        "runs/vae_quickstart/checkpoints/last.ckpt",
+    )
 
 
 def test_missing_index_json_of_the_data_module(tmp_path):

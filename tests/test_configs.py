@@ -38,9 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 SWEEPS = CONF / "sweeps"
 # folder (relative to conf/) -> (the config its files are layered on, the Lightning command they are for)
-LAYERED = {"ldm/encoders": ("ldm/auffusion.yaml", "fit"), "ldm/presets": ("ldm/auffusion.yaml", "fit"),
-           "ldm/strategies": ("ldm/auffusion.yaml", "fit"), "ldm/longer": ("ldm/quickstart.yaml", "fit"),
-           "predict": ("ldm/quickstart.yaml", "predict")}
+LAYERED = {
+    "ldm/encoders": ("ldm/auffusion.yaml", "fit"),
+    "ldm/presets": ("ldm/auffusion.yaml", "fit"),
+    "ldm/strategies": ("ldm/auffusion.yaml", "fit"),
+    "ldm/longer": ("ldm/quickstart.yaml", "fit"),
+    "predict": ("ldm/quickstart.yaml", "predict"),
+}
 # single files layered on another config in their own folder
 LAYERED_FILES = {"ldm/riffusion_quickstart.yaml": ("ldm/quickstart.yaml", "fit")}
 
@@ -81,7 +85,9 @@ def test_config_parses(command, files, capsys):
     assert printed["model"]["class_path"].startswith("lightning_auffusion.")
     assert "${" not in json.dumps(printed)
     logger = printed["trainer"]["logger"]
-    if not files[-1].stem.endswith("quickstart"):  # the full-size configs interpolate their run folders: runs/<run name>
+    if not files[-1].stem.endswith(
+        "quickstart"
+    ):  # the full-size configs interpolate their run folders: runs/<run name>
         root = printed["trainer"]["default_root_dir"]
         assert root == f"runs/{logger['init_args']['name']}"
         assert logger["init_args"]["save_dir"] == root
@@ -92,12 +98,25 @@ def test_config_parses(command, files, capsys):
 
 def test_encoder_ablations_rename_every_run_folder(capsys):
     with pytest.raises(SystemExit):
-        main(["fit", "--config", str(CONF / "ldm/auffusion.yaml"), "--config", str(CONF / "ldm/encoders/clap.yaml"),
-              "--trainer.logger.init_args.name", "my_run", "--print_config"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(CONF / "ldm/auffusion.yaml"),
+                "--config",
+                str(CONF / "ldm/encoders/clap.yaml"),
+                "--trainer.logger.init_args.name",
+                "my_run",
+                "--print_config",
+            ]
+        )
     printed = yaml.safe_load(capsys.readouterr().out)
     dirs = [printed["trainer"]["default_root_dir"], printed["trainer"]["logger"]["init_args"]["save_dir"]]
-    dirs += [c["init_args"].get("dirpath") or c["init_args"].get("save_dir") for c in printed["trainer"]["callbacks"]
-             if "dirpath" in c["init_args"] or "save_dir" in c["init_args"]]
+    dirs += [
+        c["init_args"].get("dirpath") or c["init_args"].get("save_dir")
+        for c in printed["trainer"]["callbacks"]
+        if "dirpath" in c["init_args"] or "save_dir" in c["init_args"]
+    ]
     assert dirs and all(d.startswith("runs/my_run") for d in dirs)
     assert [e["kind"] for e in printed["model"]["init_args"]["encoders"]] == ["clap"]
 
@@ -107,15 +126,41 @@ def _tiny_overrides(files: list[Path], tmp_path: Path, capsys) -> list[str]:
         main(["fit", *_config_args(files), "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     model = printed["model"]["init_args"]
-    args = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--trainer.default_root_dir", str(tmp_path)]
+    args = [
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.precision",
+        "32-true",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
     if printed["model"]["class_path"].endswith("AuffusionLDM"):
-        encoders = [asdict(tiny_spec(e["kind"], name=e["name"])) if e["kind"] != "minilm" else e for e in model["encoders"]]
-        args += ["--model.init_args.unet", json.dumps(tiny_unet_config()), "--model.init_args.vae", json.dumps(tiny_vae_config()),
-                 "--model.init_args.encoders", json.dumps(encoders), "--model.init_args.mel", json.dumps(TINY_MEL),
-                 "--model.init_args.n_frames", str(TINY_FRAMES), "--model.init_args.vocoder", "null"]
+        encoders = [
+            asdict(tiny_spec(e["kind"], name=e["name"])) if e["kind"] != "minilm" else e for e in model["encoders"]
+        ]
+        args += [
+            "--model.init_args.unet",
+            json.dumps(tiny_unet_config()),
+            "--model.init_args.vae",
+            json.dumps(tiny_vae_config()),
+            "--model.init_args.encoders",
+            json.dumps(encoders),
+            "--model.init_args.mel",
+            json.dumps(TINY_MEL),
+            "--model.init_args.n_frames",
+            str(TINY_FRAMES),
+            "--model.init_args.vocoder",
+            "null",
+        ]
     elif printed["model"]["class_path"].endswith("SpectrogramVAE"):
-        args += ["--model.init_args.vae", json.dumps(tiny_vae_config()), "--model.init_args.mel", json.dumps(TINY_MEL),
-                 "--model.init_args.n_frames", str(TINY_FRAMES)]
+        args += [
+            "--model.init_args.vae",
+            json.dumps(tiny_vae_config()),
+            "--model.init_args.mel",
+            json.dumps(TINY_MEL),
+            "--model.init_args.n_frames",
+            str(TINY_FRAMES),
+        ]
     if printed["data"]["class_path"].endswith("PromptDataModule"):
         prompts = tmp_path / "prompts.txt"
         prompts.write_text("a dog barks\nrain on a roof\n")

@@ -15,7 +15,9 @@ import lightning_auffusion
 
 ROOT = Path(lightning_auffusion.__file__).resolve().parent
 MODULES = sorted(m.name for m in pkgutil.walk_packages([str(ROOT)], prefix="lightning_auffusion."))
-PACKAGES = sorted({"lightning_auffusion", *(m.name for m in pkgutil.walk_packages([str(ROOT)], "lightning_auffusion.") if m.ispkg)})
+PACKAGES = sorted(
+    {"lightning_auffusion", *(m.name for m in pkgutil.walk_packages([str(ROOT)], "lightning_auffusion.") if m.ispkg)}
+)
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -32,7 +34,11 @@ def test_package_exports_resolve_and_do_not_shadow_submodules(package):
 
 def test_importing_a_package_is_cheap():
     """Importing any package pulls in neither Lightning nor diffusers (names load on first use)."""
-    code = "import sys; " + "; ".join(f"import {p}" for p in PACKAGES) + "; print(sorted(m for m in ('lightning', 'diffusers', 'transformers') if m in sys.modules))"
+    code = (
+        "import sys; "
+        + "; ".join(f"import {p}" for p in PACKAGES)
+        + "; print(sorted(m for m in ('lightning', 'diffusers', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -59,7 +65,11 @@ def test_no_import_cycles():
     for name in MODULES:
         spec = importlib.util.find_spec(name)
         paths[name] = Path(spec.origin)
-    graph = {m: {t for t in _imports(p, m) if t in paths and t not in packages and t != m} for m, p in paths.items() if m not in packages}
+    graph = {
+        m: {t for t in _imports(p, m) if t in paths and t not in packages and t != m}
+        for m, p in paths.items()
+        if m not in packages
+    }
     state: dict[str, int] = {}
     cycles = []
 
@@ -67,7 +77,7 @@ def test_no_import_cycles():
         state[node] = 1
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                cycles.append(stack[stack.index(target):] + [target])
+                cycles.append(stack[stack.index(target) :] + [target])
             elif target not in state:
                 visit(target, stack + [target])
         state[node] = 2

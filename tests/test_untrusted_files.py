@@ -51,7 +51,18 @@ def test_cli_commands_refuse_crafted_pickles(crafted, tmp_path, monkeypatch, cap
         (lambda p: ["export-vocoder", "--checkpoint", str(p), "--out_dir", str(tmp_path / "out")], "voc.ckpt"),
         (lambda p: ["vocode", "--inputs", str(wav_dir), "--vocoder", str(p), "--out_dir", str(tmp_path / "v")], "g_1"),
         (lambda p: ["export-vae", "--checkpoint", str(p), "--output_dir", str(tmp_path / "vae")], "vae.ckpt"),
-        (lambda p: ["generate", "--checkpoint", str(p), "--prompts", '["a dog"]', "--output_dir", str(tmp_path / "g")], "ldm.ckpt"),
+        (
+            lambda p: [
+                "generate",
+                "--checkpoint",
+                str(p),
+                "--prompts",
+                '["a dog"]',
+                "--output_dir",
+                str(tmp_path / "g"),
+            ],
+            "ldm.ckpt",
+        ),
         (lambda p: ["export", "--checkpoint", str(p), "--output_dir", str(tmp_path / "e")], "ldm2.ckpt"),
     ):
         path = make(name)
@@ -83,8 +94,9 @@ def test_library_load_paths_refuse_crafted_pickles(crafted, tmp_path):
     for what, attempt in attempts.items():
         with pytest.raises(Exception) as info:
             attempt()
-        assert isinstance(info.value, UnsafeCheckpointError) or "sha256" in str(info.value) or "md5" in str(info.value), (
-            what, info.value)
+        assert (
+            isinstance(info.value, UnsafeCheckpointError) or "sha256" in str(info.value) or "md5" in str(info.value)
+        ), (what, info.value)
         assert "\n" not in str(info.value), what
 
 

@@ -43,7 +43,7 @@ def layer_downsampling(unet, layer: str) -> int:
     match = re.match(r"(down_blocks|up_blocks)\.(\d+)\.", layer)
     if match:
         index = int(match.group(2))
-        return 2 ** index if match.group(1) == "down_blocks" else 2 ** (n_up - 1 - index)
+        return 2**index if match.group(1) == "down_blocks" else 2 ** (n_up - 1 - index)
     if layer.startswith("mid_block"):
         return 2 ** (n_down - 1)
     raise ValueError(f"cannot tell the resolution of attention layer {layer!r}: not in down_blocks/mid_block/up_blocks")
@@ -323,7 +323,9 @@ class TokenAttention:
 
     def __post_init__(self) -> None:
         if not len(self.labels) == len(self.positions) == self.maps.shape[0]:
-            raise ValueError(f"{len(self.labels)} labels and {len(self.positions)} positions for {self.maps.shape[0]} maps")
+            raise ValueError(
+                f"{len(self.labels)} labels and {len(self.positions)} positions for {self.maps.shape[0]} maps"
+            )
 
     def keep(self, skip_padding: bool = True, skip_special: bool = True) -> list[int]:
         """Indices (into ``maps``) of the tokens worth drawing: not padding, not special tokens by default."""

@@ -48,7 +48,9 @@ def write_outputs(output, output_dir: str, name: str, record: dict) -> dict:
             continue
         wav = out / f"{name}{suffix}.wav"
         save_wav(wav, item.audio[0], item.sample_rate)
-        png = save_spectrogram_png(item.logmel[0], out / f"{name}{suffix}.png", title=item.prompts[0], sample_rate=item.sample_rate)
+        png = save_spectrogram_png(
+            item.logmel[0], out / f"{name}{suffix}.png", title=item.prompts[0], sample_rate=item.sample_rate
+        )
         files[f"wav{suffix}"], files[f"png{suffix}"] = wav.name, png.name
     record = {**record, **files}
     with open(out / MANIFEST, "a", encoding="utf-8") as fh:
@@ -84,9 +86,17 @@ def style_transfer(
 
     _check_file(audio)
     pipeline, sampling, settings = _pipeline(options, duration=False)
-    output = run(pipeline, audio, prompt, strength, **settings, seed=sampling.seed, negative_prompt=sampling.negative_prompt)
-    record = {"command": "style-transfer", "audio": audio, "prompt": prompt, "strength": strength, "seed": sampling.seed,
-              **settings}
+    output = run(
+        pipeline, audio, prompt, strength, **settings, seed=sampling.seed, negative_prompt=sampling.negative_prompt
+    )
+    record = {
+        "command": "style-transfer",
+        "audio": audio,
+        "prompt": prompt,
+        "strength": strength,
+        "seed": sampling.seed,
+        **settings,
+    }
     write_outputs(output, output_dir, f"style_{strength:.2f}_{_slug(prompt)}", record)
     return output_dir
 
@@ -115,10 +125,27 @@ def inpaint(
 
     _check_file(audio)
     pipeline, sampling, settings = _pipeline(options, duration=False)
-    output = run(pipeline, audio, prompt, start_s, end_s, strength=strength, **settings, seed=sampling.seed,
-                 negative_prompt=sampling.negative_prompt)
-    record = {"command": "inpaint", "audio": audio, "prompt": prompt, "start_s": start_s, "end_s": end_s,
-              "seed": sampling.seed, "strength": strength, **settings}
+    output = run(
+        pipeline,
+        audio,
+        prompt,
+        start_s,
+        end_s,
+        strength=strength,
+        **settings,
+        seed=sampling.seed,
+        negative_prompt=sampling.negative_prompt,
+    )
+    record = {
+        "command": "inpaint",
+        "audio": audio,
+        "prompt": prompt,
+        "start_s": start_s,
+        "end_s": end_s,
+        "seed": sampling.seed,
+        "strength": strength,
+        **settings,
+    }
     write_outputs(output, output_dir, f"inpaint_{start_s:g}-{end_s:g}_{_slug(prompt)}", record)
     return output_dir
 
@@ -145,10 +172,25 @@ def word_swap(
     from lightning_auffusion.attention.manipulations import word_swap as run
 
     pipeline, sampling, settings = _pipeline(options, duration=True)
-    output = run(pipeline, source_prompt, target_prompt, cross_window=cross_window, self_window=self_window, **settings,
-                 seed=sampling.seed, negative_prompt=sampling.negative_prompt)
-    record = {"command": "word-swap", "source_prompt": source_prompt, "target_prompt": target_prompt,
-              "cross_window": list(cross_window), "self_window": list(self_window), "seed": sampling.seed, **settings}
+    output = run(
+        pipeline,
+        source_prompt,
+        target_prompt,
+        cross_window=cross_window,
+        self_window=self_window,
+        **settings,
+        seed=sampling.seed,
+        negative_prompt=sampling.negative_prompt,
+    )
+    record = {
+        "command": "word-swap",
+        "source_prompt": source_prompt,
+        "target_prompt": target_prompt,
+        "cross_window": list(cross_window),
+        "self_window": list(self_window),
+        "seed": sampling.seed,
+        **settings,
+    }
     write_outputs(output, output_dir, f"swap_{_slug(target_prompt)}", record)
     return output_dir
 
@@ -175,10 +217,25 @@ def reweight(
     from lightning_auffusion.attention.manipulations import reweight as run
 
     pipeline, sampling, settings = _pipeline(options, duration=True)
-    output = run(pipeline, prompt, dict(words), cross_window=cross_window, self_window=self_window, **settings,
-                 seed=sampling.seed, negative_prompt=sampling.negative_prompt)
-    record = {"command": "reweight", "prompt": prompt, "words": dict(words), "cross_window": list(cross_window),
-              "self_window": list(self_window), "seed": sampling.seed, **settings}
+    output = run(
+        pipeline,
+        prompt,
+        dict(words),
+        cross_window=cross_window,
+        self_window=self_window,
+        **settings,
+        seed=sampling.seed,
+        negative_prompt=sampling.negative_prompt,
+    )
+    record = {
+        "command": "reweight",
+        "prompt": prompt,
+        "words": dict(words),
+        "cross_window": list(cross_window),
+        "self_window": list(self_window),
+        "seed": sampling.seed,
+        **settings,
+    }
     tag = "-".join(f"{_slug(w)}{v:g}" for w, v in words.items())
     write_outputs(output, output_dir, f"reweight_{tag}_{_slug(prompt)}", record)
     return output_dir

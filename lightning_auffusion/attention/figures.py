@@ -19,7 +19,7 @@ _PIECE_MARKS = ("</w>", "\u2581", "\u0120", "##")
 
 
 def clean_piece(label: str, with_encoder: bool) -> str:
-    """"clip:dog</w>" -> "dog" (or "clip: dog" with ``with_encoder``): tokenizer marks removed."""
+    """ "clip:dog</w>" -> "dog" (or "clip: dog" with ``with_encoder``): tokenizer marks removed."""
     encoder, _, piece = label.partition(":")
     for mark in _PIECE_MARKS:
         piece = piece.replace(mark, "")
@@ -29,7 +29,9 @@ def clean_piece(label: str, with_encoder: bool) -> str:
 
 def image_background(image) -> np.ndarray:
     """The spectrogram image as the VAE sees it, (3, H, W) or (H, W) in [-1, 1] -> (H, W) in [0, 1]."""
-    array = image.detach().cpu().float() if torch.is_tensor(image) else torch.as_tensor(np.asarray(image, dtype=np.float32))
+    array = (
+        image.detach().cpu().float() if torch.is_tensor(image) else torch.as_tensor(np.asarray(image, dtype=np.float32))
+    )
     if array.dim() == 3:
         array = array[0]
     if array.dim() != 2:
@@ -77,7 +79,10 @@ def attention_figure(
         background = image_background(image)
         if background.shape != (height, width):
             resized = torch.nn.functional.interpolate(
-                torch.from_numpy(background.copy())[None, None], size=(height, width), mode="bilinear", align_corners=False
+                torch.from_numpy(background.copy())[None, None],
+                size=(height, width),
+                mode="bilinear",
+                align_corners=False,
             )
             background = resized[0, 0].numpy()
     first = axes[0][0]
@@ -91,7 +96,15 @@ def attention_figure(
         heat = (heat - floor) / max(float(heat.max()) - floor, 1e-12)
         if background is not None:
             ax.imshow(background, cmap="gray", aspect="auto", origin="upper")
-        ax.imshow(heat, cmap=cmap, alpha=alpha if background is not None else 1.0, aspect="auto", origin="upper", vmin=0, vmax=1)
+        ax.imshow(
+            heat,
+            cmap=cmap,
+            alpha=alpha if background is not None else 1.0,
+            aspect="auto",
+            origin="upper",
+            vmin=0,
+            vmax=1,
+        )
         ax.set_title(clean_piece(attention.labels[index], with_encoder=len(encoders) > 1), fontsize=9)
     for ax in axes.flat:
         ax.set_xticks([])

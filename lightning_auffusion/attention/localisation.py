@@ -49,12 +49,16 @@ def caption_event_words(caption: str) -> tuple[int, list[tuple[int, int, int]]] 
                 spans.append((start + word.start(), start + word.end(), event))
         event += 1
     if event != len(events):
-        log.warning("caption %r: %d event chunks but the parser found %d events; not scored", caption, event, len(events))
+        log.warning(
+            "caption %r: %d event chunks but the parser found %d events; not scored", caption, event, len(events)
+        )
         return None
     return event, spans
 
 
-def token_events(caption: str, labels: Sequence[str], special: frozenset[str] = frozenset()) -> tuple[int, list[int | None]]:
+def token_events(
+    caption: str, labels: Sequence[str], special: frozenset[str] = frozenset()
+) -> tuple[int, list[int | None]]:
     """(number of events, event index or None per label); (0, all None) when the caption does not parse."""
     parsed = caption_event_words(caption)
     if parsed is None:
@@ -90,7 +94,9 @@ def kept_frames(frontend, duration_seconds: float, width: int) -> int:
     return max(1, min(int(width), int(frontend.mel_config.num_frames(samples))))
 
 
-def score_prompts(maps: Sequence[TokenAttention], kept: Sequence[int], metric: AttentionLocalisation | None = None) -> dict:
+def score_prompts(
+    maps: Sequence[TokenAttention], kept: Sequence[int], metric: AttentionLocalisation | None = None
+) -> dict:
     """Localisation of each prompt's maps (``kept[i]``: frames of prompt i that its audio covers) and overall.
 
     Returns ``{"localisation", "chance", "tokens", "prompts", "skipped", "per_prompt": [...]}``; per prompt the
@@ -107,10 +113,20 @@ def score_prompts(maps: Sequence[TokenAttention], kept: Sequence[int], metric: A
             per_prompt.append({"prompt": attention.prompt, "events": n_events, "score": None, "tokens": []})
             continue
         credit = token_localisation(profiles, assigned, n_events, frames, metric.rtol)
-        tokens = [{"label": attention.labels[i], "event": e, "credit": float(credit[i])}
-                  for i, e in enumerate(assigned) if e is not None]
-        per_prompt.append({"prompt": attention.prompt, "events": n_events, "kept_frames": int(frames),
-                           "score": sum(t["credit"] for t in tokens) / len(tokens), "tokens": tokens})
+        tokens = [
+            {"label": attention.labels[i], "event": e, "credit": float(credit[i])}
+            for i, e in enumerate(assigned)
+            if e is not None
+        ]
+        per_prompt.append(
+            {
+                "prompt": attention.prompt,
+                "events": n_events,
+                "kept_frames": int(frames),
+                "score": sum(t["credit"] for t in tokens) / len(tokens),
+                "tokens": tokens,
+            }
+        )
     summary = {key: float(value) for key, value in metric.compute().items()}
     summary = {key: (None if math.isnan(value) else value) for key, value in summary.items()}  # NaN -> null
     return {**summary, "per_prompt": per_prompt}
@@ -133,5 +149,8 @@ class LocalisationCollector:
 
     def results(self, prefix: str = "attention_localisation") -> dict[str, float | None]:
         """The summary as flat metrics: ``<prefix>`` (the score), ``<prefix>_chance``, ``_tokens``, ...."""
-        return {prefix if key == "localisation" else f"{prefix}_{key}": value
-                for key, value in self.summary.items() if key != "per_prompt"}
+        return {
+            prefix if key == "localisation" else f"{prefix}_{key}": value
+            for key, value in self.summary.items()
+            if key != "per_prompt"
+        }

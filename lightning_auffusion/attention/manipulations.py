@@ -159,8 +159,14 @@ def style_transfer(
         noisy = sched.add_noise(known, noise, sched.timesteps[start : start + 1])
         cond, uncond = _conditioning(pipeline, [prompt], guidance_scale, negative_prompt)
         latents = denoise(
-            pipeline, cond, uncond, noisy, sched,
-            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, start_step=start,
+            pipeline,
+            cond,
+            uncond,
+            noisy,
+            sched,
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            start_step=start,
         )
     out = _output(pipeline, latents, [prompt], wave.shape[-1])
     out.source = _output(pipeline, known, [prompt], wave.shape[-1])
@@ -228,8 +234,15 @@ def inpaint(
 
     cond, uncond = _conditioning(pipeline, [prompt], guidance_scale, negative_prompt)
     latents = denoise(
-        pipeline, cond, uncond, latents, sched,
-        num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, start_step=start, step_callback=blend,
+        pipeline,
+        cond,
+        uncond,
+        latents,
+        sched,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        start_step=start,
+        step_callback=blend,
     )
     out = _output(pipeline, latents, [prompt], wave.shape[-1])
     out.source = _output(pipeline, known, [prompt], wave.shape[-1])
@@ -271,19 +284,33 @@ def _edit_run(pipeline, prompts, controller_cls, edit, run: EditSettings) -> Man
     cond, uncond = _conditioning(pipeline, prompts, run.guidance_scale, run.negative_prompt)
     generators = [torch.Generator("cpu").manual_seed(run.seed) for _ in prompts]
     controller = controller_cls(
-        pipeline.unet, len(sched.timesteps), edit, cross_window=run.cross_window, self_window=run.self_window,
-        self_min_downsampling=run.self_min_downsampling, classifier_free=uncond is not None,
+        pipeline.unet,
+        len(sched.timesteps),
+        edit,
+        cross_window=run.cross_window,
+        self_window=run.self_window,
+        self_min_downsampling=run.self_min_downsampling,
+        classifier_free=uncond is not None,
     )
     with controller:
         latents = denoise(
-            pipeline, cond, uncond, noise.contiguous(), sched,
-            num_inference_steps=run.num_inference_steps, guidance_scale=run.guidance_scale,
+            pipeline,
+            cond,
+            uncond,
+            noise.contiguous(),
+            sched,
+            num_inference_steps=run.num_inference_steps,
+            guidance_scale=run.guidance_scale,
             step_kwargs={"eta": 0.0, "generator": generators},
         )
     num_samples = round(run.duration_seconds * pipeline.sample_rate)
     both = _output(pipeline, latents, prompts, num_samples)
-    edited = ManipulationOutput(both.audio[1:], both.logmel[1:], both.image[1:], both.latents[1:], both.sample_rate, prompts[1:])
-    edited.source = ManipulationOutput(both.audio[:1], both.logmel[:1], both.image[:1], both.latents[:1], both.sample_rate, prompts[:1])
+    edited = ManipulationOutput(
+        both.audio[1:], both.logmel[1:], both.image[1:], both.latents[1:], both.sample_rate, prompts[1:]
+    )
+    edited.source = ManipulationOutput(
+        both.audio[:1], both.logmel[:1], both.image[:1], both.latents[:1], both.sample_rate, prompts[:1]
+    )
     return edited
 
 

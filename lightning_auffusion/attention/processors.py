@@ -89,7 +89,9 @@ def finish(attn, p: _Projected, heads_out: torch.Tensor) -> torch.Tensor:
 
 def sdpa_output(attn, p: _Projected) -> torch.Tensor:
     """Attention output exactly as ``AttnProcessor2_0`` computes it (SDPA with its default scale)."""
-    heads_out = F.scaled_dot_product_attention(p.query, p.key, p.value, attn_mask=p.mask, dropout_p=0.0, is_causal=False)
+    heads_out = F.scaled_dot_product_attention(
+        p.query, p.key, p.value, attn_mask=p.mask, dropout_p=0.0, is_causal=False
+    )
     return finish(attn, p, heads_out)
 
 
@@ -132,7 +134,9 @@ class RecordingAttnProcessor:
         self.sink = sink
         self.base = base
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         if not self.sink.active or encoder_hidden_states is None:
             return _call_base(self.base, attn, hidden_states, encoder_hidden_states, attention_mask, temb, args, kwargs)
         p = project(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
@@ -162,8 +166,12 @@ class ControlledAttnProcessor:
         self.base = base
         self.is_cross = is_cross
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
-        num_queries = hidden_states.shape[-1] * hidden_states.shape[-2] if hidden_states.ndim == 4 else hidden_states.shape[1]
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
+        num_queries = (
+            hidden_states.shape[-1] * hidden_states.shape[-2] if hidden_states.ndim == 4 else hidden_states.shape[1]
+        )
         if not self.editor.wants(self.layer, self.is_cross, num_queries):
             return _call_base(self.base, attn, hidden_states, encoder_hidden_states, attention_mask, temb, args, kwargs)
         p = project(attn, hidden_states, encoder_hidden_states, attention_mask, temb)

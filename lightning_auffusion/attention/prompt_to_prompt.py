@@ -163,7 +163,9 @@ def word_weights(conditioner, prompt: str, words: dict[str, float]) -> torch.Ten
 def _window(value: Sequence[float], what: str) -> tuple[float, float]:
     start, end = (float(v) for v in value)
     if not 0.0 <= start <= end <= 1.0:
-        raise ValueError(f"{what} must be a [start, end) fraction of the steps with 0 <= start <= end <= 1, got {value}")
+        raise ValueError(
+            f"{what} must be a [start, end) fraction of the steps with 0 <= start <= end <= 1, got {value}"
+        )
     return start, end
 
 

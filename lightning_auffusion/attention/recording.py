@@ -45,8 +45,9 @@ def recorder_for_run(pipeline: AuffusionPipeline, sampling: dict, resolutions, l
     )
 
 
-def write_attention_figure(attention: TokenAttention, image, output_dir: str | os.PathLike, index: int, *,
-                           dpi: int = 100, **figure_kwargs) -> str:
+def write_attention_figure(
+    attention: TokenAttention, image, output_dir: str | os.PathLike, index: int, *, dpi: int = 100, **figure_kwargs
+) -> str:
     """Draw one prompt's maps over its spectrogram image into ``<output_dir>/<index>_<slug>_attention.png``."""
     from lightning_auffusion.audio.writers import output_stem
 
@@ -107,23 +108,43 @@ def generate_with_attention_maps(
     localisation score of the multi-event synthetic-grammar prompts goes to ``localisation.json`` (see
     :mod:`lightning_auffusion.attention.localisation`) and the log.
     """
-    output, maps = generate_recording_attention(pipeline, prompts, resolutions=resolutions, layers=layers, **sampling_kwargs)
+    output, maps = generate_recording_attention(
+        pipeline, prompts, resolutions=resolutions, layers=layers, **sampling_kwargs
+    )
     indices = list(range(len(maps))) if indices is None else [int(i) for i in indices]
     if len(indices) != len(maps):
         raise ValueError(f"{len(indices)} indices for {len(maps)} prompts")
     os.makedirs(output_dir, exist_ok=True)
     for row, (index, attention) in enumerate(zip(indices, maps)):
-        path = write_attention_figure(attention, output.image[row], output_dir, index, dpi=dpi, skip_padding=skip_padding,
-                                      skip_special=skip_special, max_tokens=max_tokens)
+        path = write_attention_figure(
+            attention,
+            output.image[row],
+            output_dir,
+            index,
+            dpi=dpi,
+            skip_padding=skip_padding,
+            skip_special=skip_special,
+            max_tokens=max_tokens,
+        )
         log.info("wrote %s", path)
     if localisation:
-        write_localisation(maps, pipeline.frontend, sampling_kwargs.get("duration_seconds", DEFAULT_SAMPLING["duration_seconds"]),
-                           output_dir, indices)
+        write_localisation(
+            maps,
+            pipeline.frontend,
+            sampling_kwargs.get("duration_seconds", DEFAULT_SAMPLING["duration_seconds"]),
+            output_dir,
+            indices,
+        )
     return output
 
 
-def write_localisation(maps: Sequence[TokenAttention], frontend, duration_seconds: float, output_dir: str | os.PathLike,
-                       indices: Sequence[int]) -> dict:
+def write_localisation(
+    maps: Sequence[TokenAttention],
+    frontend,
+    duration_seconds: float,
+    output_dir: str | os.PathLike,
+    indices: Sequence[int],
+) -> dict:
     """Score the maps (their time axis cut to what ``duration_seconds`` of audio covers), write
     ``<output_dir>/localisation.json`` and log the score."""
     from lightning_auffusion.attention.localisation import LOCALISATION_FILE, LocalisationCollector
@@ -137,6 +158,12 @@ def write_localisation(maps: Sequence[TokenAttention], frontend, duration_second
     if summary["localisation"] is None:
         log.info("attention localisation: no multi-event synthetic-grammar prompt to score (%s)", path)
     else:
-        log.info("attention localisation %.1f%% (chance %.1f%%) over %d content tokens of %d multi-event prompts -> %s",
-                 100 * summary["localisation"], 100 * summary["chance"], summary["tokens"], summary["prompts"], path)
+        log.info(
+            "attention localisation %.1f%% (chance %.1f%%) over %d content tokens of %d multi-event prompts -> %s",
+            100 * summary["localisation"],
+            100 * summary["chance"],
+            summary["tokens"],
+            summary["prompts"],
+            path,
+        )
     return summary

@@ -66,7 +66,9 @@ def load_audio(
     return np.ascontiguousarray(audio, dtype=np.float32), sr
 
 
-def save_wav(path: str | os.PathLike, audio: np.ndarray | torch.Tensor, sample_rate: int, subtype: str = "PCM_16") -> None:
+def save_wav(
+    path: str | os.PathLike, audio: np.ndarray | torch.Tensor, sample_rate: int, subtype: str = "PCM_16"
+) -> None:
     """Write mono (time,) or (channels, time) audio as a WAV file, clipping to [-1, 1]."""
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().float().cpu().numpy()

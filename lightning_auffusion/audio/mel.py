@@ -131,7 +131,9 @@ class LogMelSpectrogram(nn.Module):
         self.register_buffer("mel_basis", torch.from_numpy(basis), persistent=False)
         self.register_buffer("window", torch.hann_window(c.win_length, dtype=torch.float64), persistent=False)
         # the released converter's window: torch.hann_window(win) built in float32 (not a float64 one rounded)
-        self.register_buffer("window32", torch.hann_window(c.win_length, periodic=True, dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "window32", torch.hann_window(c.win_length, periodic=True, dtype=torch.float32), persistent=False
+        )
         # Mel filters are narrow (about 1% of the dense filterbank is non-zero), so each group of
         # `mel_group` consecutive filters is multiplied only with the FFT bins it covers: the same sums
         # as the dense product for a few percent of the work.
@@ -164,6 +166,9 @@ class LogMelSpectrogram(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         mag = self.magnitude(waveform)
-        blocks = [getattr(self, f"mel_block_{i}").to(mag.dtype) @ mag[..., lo:hi, :] for i, (lo, hi) in enumerate(self.mel_spans)]
+        blocks = [
+            getattr(self, f"mel_block_{i}").to(mag.dtype) @ mag[..., lo:hi, :]
+            for i, (lo, hi) in enumerate(self.mel_spans)
+        ]
         mel = torch.cat(blocks, dim=-2)
         return torch.log(mel.clamp_min(self.config.clip_val)).float()

@@ -28,7 +28,9 @@ def _polyphase_kernels(
     span = half_width / orig
     inside = t.abs() <= span
     ratio = (t / span).clamp(-1.0, 1.0)
-    window = torch.special.i0(beta * torch.sqrt(1.0 - ratio**2)) / torch.special.i0(torch.tensor(beta, dtype=torch.float64))
+    window = torch.special.i0(beta * torch.sqrt(1.0 - ratio**2)) / torch.special.i0(
+        torch.tensor(beta, dtype=torch.float64)
+    )
     kernel = (2.0 * cutoff / orig) * torch.sinc(2.0 * cutoff * t) * window * inside
     return kernel[:, None, :], half_width
 

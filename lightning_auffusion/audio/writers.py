@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def slugify(text: str, max_length: int = 60) -> str:
     """A file-name-safe short form of a prompt: lower-case words joined by '-'."""
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-    return (slug[:max_length].rstrip("-") or "prompt")
+    return slug[:max_length].rstrip("-") or "prompt"
 
 
 def output_stem(index: int, prompt: str, width: int = 4) -> str:
@@ -64,9 +64,21 @@ def write_generation(
         if not torch.isfinite(audio).all():
             log.warning("%s: non-finite samples replaced by 0 before writing", wav.name)
         save_wav(wav, audio, output.sample_rate)
-        record = {"index": index, "prompt": prompt, "seed": seed, "wav": wav.name, "seconds": audio.shape[-1] / output.sample_rate}
+        record = {
+            "index": index,
+            "prompt": prompt,
+            "seed": seed,
+            "wav": wav.name,
+            "seconds": audio.shape[-1] / output.sample_rate,
+        }
         if spectrograms:
-            png = save_spectrogram_png(output.logmel[row], out / f"{stem}.png", title=prompt, sample_rate=output.sample_rate, hop_length=hop_length)
+            png = save_spectrogram_png(
+                output.logmel[row],
+                out / f"{stem}.png",
+                title=prompt,
+                sample_rate=output.sample_rate,
+                hop_length=hop_length,
+            )
             record["png"] = png.name
         record.update(extra or {})
         records.append(record)

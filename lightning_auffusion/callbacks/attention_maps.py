@@ -70,7 +70,9 @@ class AttentionMapWriter(Callback):
         size = tuple(outputs.image.shape[-2:])
         for row, (index, prompt) in enumerate(zip(indices, prompts)):
             attention = token_attention(recorder, row, prompt, pl_module.conditioner, size=size)
-            write_attention_figure(attention, outputs.image[row], self.output_dir, index, dpi=self.dpi, **self.figure_kwargs)
+            write_attention_figure(
+                attention, outputs.image[row], self.output_dir, index, dpi=self.dpi, **self.figure_kwargs
+            )
 
     def on_predict_end(self, trainer, pl_module) -> None:
         self._stop()

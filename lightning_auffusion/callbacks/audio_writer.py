@@ -34,7 +34,9 @@ class AudioPredictionWriter(BasePredictionWriter):
         if stale.is_file():
             stale.unlink()  # the manifest describes this run only
 
-    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0) -> None:
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         if prediction is None:
             return
         if not hasattr(prediction, "audio"):

@@ -93,8 +93,11 @@ class EvaluationCallback(Callback):
         self.at_validation_end = at_validation_end
         self.weights_dir = weights_dir
         self.allow_random_weights = allow_random_weights
-        self.sampling = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale,
-                         "scheduler": scheduler}
+        self.sampling = {
+            "num_inference_steps": num_inference_steps,
+            "guidance_scale": guidance_scale,
+            "scheduler": scheduler,
+        }
         self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.log_audio = int(log_audio)
@@ -113,13 +116,19 @@ class EvaluationCallback(Callback):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit" or self.suite is not None:
             return
-        self.suite = MetricSuite(self.metric_names, weights_dir=self.weights_dir,
-                                 allow_random_weights=self.allow_random_weights, device=trainer.strategy.root_device,
-                                 batch_size=self.batch_size, alignment_loudness=self.alignment_loudness,
-                                 keep_reference=True)
+        self.suite = MetricSuite(
+            self.metric_names,
+            weights_dir=self.weights_dir,
+            allow_random_weights=self.allow_random_weights,
+            device=trainer.strategy.root_device,
+            batch_size=self.batch_size,
+            alignment_loudness=self.alignment_loudness,
+            keep_reference=True,
+        )
         for name in self.suite.random_weights:
-            log.warning("evaluation: %s runs with random weights; logged numbers are not comparable with "
-                        "published ones", name)
+            log.warning(
+                "evaluation: %s runs with random weights; logged numbers are not comparable with published ones", name
+            )
 
     def _reference_batches(self, trainer: Trainer):
         """This rank's share of the reference clips, in batches."""
@@ -156,13 +165,16 @@ class EvaluationCallback(Callback):
         for row in stages.rows:
             for batch in self._reference_batches(trainer):
                 clips = stages.render(row, batch.clips, batch.rates)
-                self.suite.update(clips, stages.sample_rate, batch.ids, [captions.get(i) for i in batch.ids], real=False)
+                self.suite.update(
+                    clips, stages.sample_rate, batch.ids, [captions.get(i) for i in batch.ids], real=False
+                )
             self.ceiling_results[row] = self.suite.compute()
             self.suite.reset()
 
     # ------------------------------------------------------------------------------------------ generation
-    def generate_audio(self, pl_module: LightningModule, prompts: list[str],
-                       seeds: list[int]) -> tuple[torch.Tensor, int]:
+    def generate_audio(
+        self, pl_module: LightningModule, prompts: list[str], seeds: list[int]
+    ) -> tuple[torch.Tensor, int]:
         """(B, T) float waveforms and their rate for ``prompts`` (one seed each)."""
         from lightning_auffusion.diffusion.sampling import generate
 
@@ -171,8 +183,9 @@ class EvaluationCallback(Callback):
         else:
             from lightning_auffusion.attention.recording import generate_recording_attention
 
-            out, maps = generate_recording_attention(pl_module, prompts, seed=seeds, batch_size=self.batch_size,
-                                                     **self.sampling)
+            out, maps = generate_recording_attention(
+                pl_module, prompts, seed=seeds, batch_size=self.batch_size, **self.sampling
+            )
             self._localisation.add(maps, [str(s) for s in seeds])
         return out.audio, int(out.sample_rate)
 
@@ -203,7 +216,9 @@ class EvaluationCallback(Callback):
             from lightning_auffusion.attention.localisation import LocalisationCollector
             from lightning_auffusion.diffusion.sampling import DEFAULT_SAMPLING
 
-            duration = self.sampling.get("duration_seconds", DEFAULT_SAMPLING["duration_seconds"])  # what generate cuts to
+            duration = self.sampling.get(
+                "duration_seconds", DEFAULT_SAMPLING["duration_seconds"]
+            )  # what generate cuts to
             self._localisation = LocalisationCollector(pl_module.frontend, duration)
             self._localisation.metric.to(trainer.strategy.root_device)
         try:
@@ -241,28 +256,53 @@ class EvaluationCallback(Callback):
         if hasattr(logger, "log_table"):
             rows = {"generated": results, **self.ceiling_results}
             cols = [c for c in COLUMNS if any(c[1] in r for r in rows.values())]
-            summary = [[step, name] + [r.get(key) for _, key, _ in cols] + [", ".join(random) or "none"]
-                       for name, r in rows.items()]
-            logger.log_table(key=f"{self.prefix}summary",
-                             columns=["step", "row"] + [c[0] for c in cols] + ["random weights"], data=summary, step=step)
-            breakdown = [[step, name] + [r.get(key) for _, key in BREAKDOWN] for name, r in rows.items()
-                         if any(r.get(key) is not None for _, key in BREAKDOWN)]
+            summary = [
+                [step, name] + [r.get(key) for _, key, _ in cols] + [", ".join(random) or "none"]
+                for name, r in rows.items()
+            ]
+            logger.log_table(
+                key=f"{self.prefix}summary",
+                columns=["step", "row"] + [c[0] for c in cols] + ["random weights"],
+                data=summary,
+                step=step,
+            )
+            breakdown = [
+                [step, name] + [r.get(key) for _, key in BREAKDOWN]
+                for name, r in rows.items()
+                if any(r.get(key) is not None for _, key in BREAKDOWN)
+            ]
             if breakdown:
-                logger.log_table(key=f"{self.prefix}alignment_breakdown",
-                                 columns=["step", "row"] + [title for title, _ in BREAKDOWN], data=breakdown, step=step)
+                logger.log_table(
+                    key=f"{self.prefix}alignment_breakdown",
+                    columns=["step", "row"] + [title for title, _ in BREAKDOWN],
+                    data=breakdown,
+                    step=step,
+                )
             rows = []
             for record in records:
                 verdicts = record.get("alignment") or {}
                 acc = sum(verdicts.values()) / len(verdicts) if verdicts else None
                 rows.append([record["id"], record["caption"], record.get("clap"), acc])
-            logger.log_table(key=f"{self.prefix}clips", columns=["id", "prompt", "clap_cosine", "alignment_accuracy"],
-                             data=rows, step=step)
+            logger.log_table(
+                key=f"{self.prefix}clips",
+                columns=["id", "prompt", "clap_cosine", "alignment_accuracy"],
+                data=rows,
+                step=step,
+            )
         if clips and hasattr(logger, "log_audio"):
-            logger.log_audio(key=f"{self.prefix}audio", audios=[np.asarray(c.numpy()) for c in clips], step=step,
-                             sample_rate=[rate] * len(clips), caption=[r["caption"] for r in records[: len(clips)]])
+            logger.log_audio(
+                key=f"{self.prefix}audio",
+                audios=[np.asarray(c.numpy()) for c in clips],
+                step=step,
+                sample_rate=[rate] * len(clips),
+                caption=[r["caption"] for r in records[: len(clips)]],
+            )
 
 
 def _scalars(prefix: str, results: dict) -> dict[str, float]:
     """The numeric, finite results as ``{prefix + key: float}``."""
-    return {f"{prefix}{k}": float(v) for k, v in results.items()
-            if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))}
+    return {
+        f"{prefix}{k}": float(v)
+        for k, v in results.items()
+        if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v))
+    }

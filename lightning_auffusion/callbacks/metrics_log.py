@@ -54,7 +54,9 @@ class MetricsLogCallback(Callback):
         self._last.update(changed)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"step": int(trainer.global_step), "epoch": int(trainer.current_epoch), **changed}) + "\n")
+            fh.write(
+                json.dumps({"step": int(trainer.global_step), "epoch": int(trainer.current_epoch), **changed}) + "\n"
+            )
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         every = self.every_n_steps or trainer.log_every_n_steps or 1

@@ -183,7 +183,9 @@ class SampleLoggingCallback(Callback):
                     output, maps = generate_recording_attention(
                         pl_module, self.prompts, resolutions=self.resolutions, use_ema=self.use_ema, **settings
                     )
-                    figures = [attention_figure(m, output.image[i], max_tokens=self.max_tokens) for i, m in enumerate(maps)]
+                    figures = [
+                        attention_figure(m, output.image[i], max_tokens=self.max_tokens) for i, m in enumerate(maps)
+                    ]
                 else:
                     output, figures = generate(pl_module, self.prompts, use_ema=self.use_ema, **settings), None
             finally:
@@ -215,15 +217,22 @@ class SampleLoggingCallback(Callback):
         for logger in sinks:
             for key, items in logged.items():
                 if key == "audio":
-                    logger.log_audio(key=self.prefix + key, audios=items, step=step,
-                                     sample_rate=[output.sample_rate] * len(items), caption=list(self.prompts))
+                    logger.log_audio(
+                        key=self.prefix + key,
+                        audios=items,
+                        step=step,
+                        sample_rate=[output.sample_rate] * len(items),
+                        caption=list(self.prompts),
+                    )
                 else:
                     logger.log_image(key=self.prefix + key, images=items, step=step, caption=list(self.prompts))
         if self.save_dir is not None:
             self._save(output, figures, step, hop)
         if not sinks and self.save_dir is None and not self._warned:
-            log.warning("SampleLoggingCallback: no logger with log_audio/log_image (WandbLogger) and no save_dir; "
-                        "samples are generated but not kept")
+            log.warning(
+                "SampleLoggingCallback: no logger with log_audio/log_image (WandbLogger) and no save_dir; "
+                "samples are generated but not kept"
+            )
             self._warned = True
         return logged
 

@@ -63,7 +63,12 @@ class VocoderSamplesCallback(Callback):
         self._clips = []
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or not isinstance(outputs, dict) or "generated" not in outputs:
+        if (
+            trainer.sanity_checking
+            or not trainer.is_global_zero
+            or not isinstance(outputs, dict)
+            or "generated" not in outputs
+        ):
             return
         for i in range(len(outputs["generated"])):
             if len(self._clips) >= self.num_clips:
@@ -103,7 +108,9 @@ class VocoderSamplesCallback(Callback):
                     image_captions.append(f"{clip['key']} {label}")
         for logger in trainer.loggers:
             if hasattr(logger, "log_audio"):
-                logger.log_audio(f"{self.prefix}/audio", audios, step=step, caption=captions, sample_rate=[sr] * len(audios))
+                logger.log_audio(
+                    f"{self.prefix}/audio", audios, step=step, caption=captions, sample_rate=[sr] * len(audios)
+                )
             if images and hasattr(logger, "log_image"):
                 logger.log_image(f"{self.prefix}/spectrogram", images, step=step, caption=image_captions)
         if self.save_dir is not None:

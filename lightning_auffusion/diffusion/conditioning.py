@@ -93,7 +93,9 @@ class TextConditioner(nn.Module):
         self.tokenizers = [build_tokenizer(s) for s in specs]
         self.condition_dims = [hidden_size(m) for m in self.encoders]
         self.adapters = nn.ModuleList(ConditionAdapter(d, self.cross_attention_dim) for d in self.condition_dims)
-        self.register_buffer("drop_rates", torch.tensor([s.dropout for s in specs], dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "drop_rates", torch.tensor([s.dropout for s in specs], dtype=torch.float32), persistent=False
+        )
         self._cache: list[dict[str, torch.Tensor]] = [{} for _ in specs]
         self._truncation_reported: set[int] = set()
 
@@ -156,7 +158,12 @@ class TextConditioner(nn.Module):
             log.warning(
                 "encoder %r: %d of %d prompts are longer than %d tokens (up to %d) and were cut to %d; "
                 "raise max_length or shorten them (further cuts are not reported)",
-                spec.name, len(cut), len(captions), limit, max(cut), limit,
+                spec.name,
+                len(cut),
+                len(captions),
+                limit,
+                max(cut),
+                limit,
             )
 
     def _run_encoder(self, index: int, captions: list[str]) -> list[torch.Tensor]:
@@ -208,13 +215,17 @@ class TextConditioner(nn.Module):
 
         spec, model = self.specs[index], self.encoders[index]
         if audio.dim() != 2:
-            raise UserInputError(f"encoder {spec.name!r}: audio must be (batch, samples), got shape {tuple(audio.shape)}")
+            raise UserInputError(
+                f"encoder {spec.name!r}: audio must be (batch, samples), got shape {tuple(audio.shape)}"
+            )
         wave = resample(audio.detach().float().cpu(), int(sample_rate), CLAP_SAMPLE_RATE)
         lengths = [wave.shape[-1]] * wave.shape[0]
         if num_samples is not None:
             lengths = [max(1, -(-int(n) * CLAP_SAMPLE_RATE // int(sample_rate))) for n in num_samples.tolist()]
         clips = [prepare_clap_audio(row[:n], CLAP_SAMPLE_RATE).double().numpy() for row, n in zip(wave, lengths)]
-        features = self._feature_extractor()(clips, sampling_rate=CLAP_SAMPLE_RATE, return_tensors="pt")["input_features"]
+        features = self._feature_extractor()(clips, sampling_rate=CLAP_SAMPLE_RATE, return_tensors="pt")[
+            "input_features"
+        ]
         param = next(model.parameters())
         emb = pooled_embedding(model.get_audio_features(input_features=features.to(param.device, param.dtype)))
         rows = F.normalize(emb.float(), dim=-1).unsqueeze(1)
@@ -280,9 +291,13 @@ class TextConditioner(nn.Module):
             raise TypeError("captions must be a list of strings, got a single string")
         batch = len(captions)
         if drop_mask is not None and tuple(drop_mask.shape) != (batch, self.num_encoders):
-            raise UserInputError(f"drop_mask must have shape ({batch}, {self.num_encoders}), got {tuple(drop_mask.shape)}")
+            raise UserInputError(
+                f"drop_mask must have shape ({batch}, {self.num_encoders}), got {tuple(drop_mask.shape)}"
+            )
         if audio is not None and (sample_rate is None or audio.shape[0] != batch):
-            raise UserInputError(f"audio conditioning needs sample_rate and one clip per caption, got {tuple(audio.shape)} for {batch}")
+            raise UserInputError(
+                f"audio conditioning needs sample_rate and one clip per caption, got {tuple(audio.shape)} for {batch}"
+            )
         self.check_captions(list(captions), keys, audio=audio is not None)
         slots = []
         for index, adapter in enumerate(self.adapters):
@@ -309,7 +324,9 @@ class TextConditioner(nn.Module):
     def unconditional(self, batch_size: int) -> torch.Tensor:
         """The unconditional input: zeros (batch, sequence_length, cross_attention_dim)."""
         weight = self.adapters[0].proj.weight
-        return torch.zeros(batch_size, self.sequence_length, self.cross_attention_dim, device=weight.device, dtype=weight.dtype)
+        return torch.zeros(
+            batch_size, self.sequence_length, self.cross_attention_dim, device=weight.device, dtype=weight.dtype
+        )
 
     def token_labels(self, caption: str) -> list[str]:
         """One label per sequence position, ``"<encoder name>:<token piece>"``; padding is ``"<name>:<pad>"``."""

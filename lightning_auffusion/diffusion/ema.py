@@ -26,7 +26,9 @@ class EMAConfig:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_decay <= self.decay < 1.0:
-            raise ValueError(f"EMA needs 0 <= min_decay <= decay < 1, got min_decay={self.min_decay}, decay={self.decay}")
+            raise ValueError(
+                f"EMA needs 0 <= min_decay <= decay < 1, got min_decay={self.min_decay}, decay={self.decay}"
+            )
         if self.power <= 0 or self.inv_gamma <= 0:
             raise ValueError("EMA power and inv_gamma must be positive")
 

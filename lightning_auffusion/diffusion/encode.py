@@ -68,12 +68,16 @@ def model_settings(ldm_config: str | None, overrides: dict[str, Any]) -> dict[st
         import yaml
 
         if not Path(ldm_config).is_file():
-            raise MissingInputError(f"ldm_config {ldm_config} not found (an LDM fit config, e.g. conf/ldm/auffusion.yaml)")
+            raise MissingInputError(
+                f"ldm_config {ldm_config} not found (an LDM fit config, e.g. conf/ldm/auffusion.yaml)"
+            )
         data = yaml.safe_load(Path(ldm_config).read_text(encoding="utf-8")) or {}
         model = data.get("model", {}) if isinstance(data, dict) else {}
         settings = dict(model.get("init_args", model) if isinstance(model, dict) else {})
         if not settings:
-            raise UserInputError(f"{ldm_config} has no model.init_args: give an LDM fit config (e.g. conf/ldm/auffusion.yaml)")
+            raise UserInputError(
+                f"{ldm_config} has no model.init_args: give an LDM fit config (e.g. conf/ldm/auffusion.yaml)"
+            )
     settings = {k: v for k, v in settings.items() if k in MODEL_KEYS}
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return settings
@@ -90,7 +94,9 @@ class LatentEncoder:
         mel = as_dataclass(settings.get("mel"), MelConfig)
         image = as_dataclass(settings.get("image"), ImageConfig)
         self.n_frames = int(settings.get("n_frames") or 1024)
-        self.frontend = AuffusionFrontend(mel, image, n_frames=None, peak_normalize=settings.get("peak_normalize", True))
+        self.frontend = AuffusionFrontend(
+            mel, image, n_frames=None, peak_normalize=settings.get("peak_normalize", True)
+        )
         self.vae = build_vae(settings.get("vae", SD15_REPO)).to(device).eval().requires_grad_(False)
         self.factor = vae_downsampling(self.vae)
         if self.n_frames % self.factor:
@@ -102,7 +108,9 @@ class LatentEncoder:
             specs = [as_dataclass(e, EncoderSpec) for e in (settings.get("encoders") or default_encoders())]
             frozen = [s for s in specs if s.kind != "scratch"]
             if not frozen:
-                raise UserInputError("text_embeddings: true needs a frozen text encoder (kind scratch trains with the U-Net)")
+                raise UserInputError(
+                    "text_embeddings: true needs a frozen text encoder (kind scratch trains with the U-Net)"
+                )
             self.conditioner = TextConditioner(frozen).to(device).eval()
             self.text = {s.name: text_fingerprint(s, m) for s, m in zip(frozen, self.conditioner.encoders)}
 
@@ -127,8 +135,10 @@ class LatentEncoder:
     def text_outputs(self, captions: list[str]) -> dict[str, np.ndarray]:
         """Per encoder name: float16 ``(captions, max_length, d)``, what the conditioner gives its adapter."""
         assert self.conditioner is not None
-        return {spec.name: self.conditioner.encode_hidden(i, list(captions)).float().cpu().numpy().astype(np.float16)
-                for i, spec in enumerate(self.conditioner.specs)}
+        return {
+            spec.name: self.conditioner.encode_hidden(i, list(captions)).float().cpu().numpy().astype(np.float16)
+            for i, spec in enumerate(self.conditioner.specs)
+        }
 
 
 def _length_key(encoder: LatentEncoder, num_samples: int) -> int:
@@ -161,8 +171,12 @@ def encode_shard(encoder: LatentEncoder, url: str, out_path: Path, batch_size: i
     partial = out_path.with_name(out_path.name + ".partial")
     with open(partial, "wb") as fh, wds.TarWriter(fh, encoder=False, format="PAX_FORMAT", mtime=0.0) as sink:
         for i, clip in enumerate(clips):
-            record = {**clip["metadata"], "captions": clip["captions"], "latent_frames": int(posteriors[i].shape[-1]),
-                      "latent_fingerprint": encoder.fingerprint}
+            record = {
+                **clip["metadata"],
+                "captions": clip["captions"],
+                "latent_frames": int(posteriors[i].shape[-1]),
+                "latent_fingerprint": encoder.fingerprint,
+            }
             sample = {"__key__": clip["key"], "posterior.npy": _npy(posteriors[i])}
             if encoder.conditioner is not None:
                 record["text_fingerprints"] = dict(encoder.text)
@@ -189,8 +203,13 @@ def write_index(out_dir: Path, header: dict[str, Any], files: list[str]) -> dict
         part = out_dir / "parts" / f"{Path(name).stem}.json"
         if _finished(out_dir, part, header["fingerprint"]):
             shards.append({"shard": i, **json.loads(part.read_text(encoding="utf-8"))})
-    index = {**header, "num_shards": len(files), "complete": len(shards) == len(files), "shards": shards,
-             "totals": {"shards": len(shards), "clips": sum(s["count"] for s in shards)}}
+    index = {
+        **header,
+        "num_shards": len(files),
+        "complete": len(shards) == len(files),
+        "shards": shards,
+        "totals": {"shards": len(shards), "clips": sum(s["count"] for s in shards)},
+    }
     _write_json(out_dir / "index.json", index)
     return index
 
@@ -243,7 +262,9 @@ def encode(
     from lightning_auffusion.diffusion.loading import resolve_device
 
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0))) if rank is None else rank
-    world_size = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1))) if world_size is None else world_size
+    world_size = (
+        int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1))) if world_size is None else world_size
+    )
     if world_size < 1 or not 0 <= rank < world_size:
         raise UserInputError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
     if batch_size < 1:
@@ -253,32 +274,51 @@ def encode(
     if device == "auto" and torch.cuda.is_available():
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count()}"
     urls = expand_shards(shards)
-    settings = model_settings(ldm_config, {"vae": vae, "mel": asdict(mel) if mel else None,
-                                           "image": asdict(image) if image else None, "peak_normalize": peak_normalize,
-                                           "n_frames": n_frames, "encoders": encoders})
+    settings = model_settings(
+        ldm_config,
+        {
+            "vae": vae,
+            "mel": asdict(mel) if mel else None,
+            "image": asdict(image) if image else None,
+            "peak_normalize": peak_normalize,
+            "n_frames": n_frames,
+            "encoders": encoders,
+        },
+    )
     encoder = LatentEncoder(settings, text_embeddings, resolve_device(device))
     out_dir = Path(out_root) / name
     (out_dir / "parts").mkdir(parents=True, exist_ok=True)
     files = [f"{name}-{i:06d}.tar" for i in range(len(urls))]
     sources = hashlib.sha256(json.dumps([os.path.abspath(u) for u in urls]).encode()).hexdigest()[:32]
     fingerprint = {"latent": encoder.fingerprint, "text": encoder.text, "sources": sources}
-    header = {"format": LATENT_FORMAT, "name": name, "fingerprint": fingerprint, "latent_downsampling": encoder.factor,
-              "hop_length": encoder.frontend.hop_length, "sample_rate": encoder.frontend.sample_rate,
-              "n_frames": encoder.n_frames, "latent_channels": int(encoder.vae.config.latent_channels),
-              "text_embeddings": text_embeddings}
+    header = {
+        "format": LATENT_FORMAT,
+        "name": name,
+        "fingerprint": fingerprint,
+        "latent_downsampling": encoder.factor,
+        "hop_length": encoder.frontend.hop_length,
+        "sample_rate": encoder.frontend.sample_rate,
+        "n_frames": encoder.n_frames,
+        "latent_channels": int(encoder.vae.config.latent_channels),
+        "text_embeddings": text_embeddings,
+    }
     index_path = out_dir / "index.json"
     if index_path.is_file():
         old = json.loads(index_path.read_text(encoding="utf-8"))
         if old.get("fingerprint") != fingerprint:
             if not overwrite:
-                raise UserInputError(f"{out_dir} holds latent shards of other audio shards or another VAE/front end/encoders; "
-                                     "pass --overwrite true to rebuild them, or choose another --name")
+                raise UserInputError(
+                    f"{out_dir} holds latent shards of other audio shards or another VAE/front end/encoders; "
+                    "pass --overwrite true to rebuild them, or choose another --name"
+                )
             for stale in [*out_dir.glob(f"{name}-*.tar*"), *(out_dir / "parts").glob("*.json")]:
                 stale.unlink()
     mine = [i for i in range(len(urls)) if i % world_size == rank]
     todo = [i for i in mine if not _finished(out_dir, out_dir / "parts" / f"{Path(files[i]).stem}.json", fingerprint)]
     if len(todo) < len(mine):
-        log.info("%s: rank %d resuming, %d of its %d shards already encoded", out_dir, rank, len(mine) - len(todo), len(mine))
+        log.info(
+            "%s: rank %d resuming, %d of its %d shards already encoded", out_dir, rank, len(mine) - len(todo), len(mine)
+        )
     for i in tqdm(todo, unit="shard", desc=f"encode {name} (rank {rank})", disable=not progress):
         started = time.perf_counter()
         record = encode_shard(encoder, urls[i], out_dir / files[i], batch_size)
@@ -286,6 +326,12 @@ def encode(
         _write_json(out_dir / "parts" / f"{Path(files[i]).stem}.json", record)
         log.info("%s: %d clips in %.1f s", files[i], record["count"], time.perf_counter() - started)
     index = write_index(out_dir, header, files)
-    log.info("%s: %d of %d shards encoded (%d clips)%s", out_dir, index["totals"]["shards"], len(files),
-             index["totals"]["clips"], "" if index["complete"] else "; the other ranks' shards are still missing")
+    log.info(
+        "%s: %d of %d shards encoded (%d clips)%s",
+        out_dir,
+        index["totals"]["shards"],
+        len(files),
+        index["totals"]["clips"],
+        "" if index["complete"] else "; the other ranks' shards are still missing",
+    )
     return index

@@ -50,10 +50,20 @@ def generate(
     all_prompts = collect_prompts(prompts, prompt_file)
     pipeline = source.load()
     settings = sampling.resolve(pipeline.sampling)
-    settings.update(seed=sampling.seed, negative_prompts=sampling.negative_prompt or None, batch_size=batch_size,
-                    progress=interactive(progress))
-    log.info("generating %d clips with %s, %d steps, guidance %.2f on %s", len(all_prompts), settings["scheduler"],
-             settings["num_inference_steps"], settings["guidance_scale"], pipeline.device)
+    settings.update(
+        seed=sampling.seed,
+        negative_prompts=sampling.negative_prompt or None,
+        batch_size=batch_size,
+        progress=interactive(progress),
+    )
+    log.info(
+        "generating %d clips with %s, %d steps, guidance %.2f on %s",
+        len(all_prompts),
+        settings["scheduler"],
+        settings["num_inference_steps"],
+        settings["guidance_scale"],
+        pipeline.device,
+    )
     if attention_maps:
         from lightning_auffusion.attention.recording import generate_with_attention_maps
 

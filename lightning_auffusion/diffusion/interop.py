@@ -70,7 +70,9 @@ def resolve_layout(path_or_hub_id: str | os.PathLike) -> Path:
         return local
     text = str(path_or_hub_id)
     if text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise MissingInputError(f"{text!r} is neither a local directory nor a hub id (owner/name) of an Auffusion layout")
+        raise MissingInputError(
+            f"{text!r} is neither a local directory nor a hub id (owner/name) of an Auffusion layout"
+        )
     try:
         from huggingface_hub import snapshot_download
 
@@ -84,7 +86,9 @@ def resolve_layout(path_or_hub_id: str | os.PathLike) -> Path:
 
 def _read_json(path: Path) -> Any:
     if not path.is_file():
-        raise MissingInputError(f"{path} not found (expected in an Auffusion layout; see lightning_auffusion.diffusion.interop)")
+        raise MissingInputError(
+            f"{path} not found (expected in an Auffusion layout; see lightning_auffusion.diffusion.interop)"
+        )
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 
@@ -108,20 +112,26 @@ def read_condition_config(root: str | os.PathLike) -> list[dict[str, Any]]:
     raw = _read_json(root / CONDITION_CONFIG)
     items = raw.get("text_encoder_list") if isinstance(raw, dict) else raw
     if not isinstance(items, list) or not items:
-        raise UserInputError(f"{root / CONDITION_CONFIG}: expected a non-empty list of encoders (or {{'text_encoder_list': [...]}})")
+        raise UserInputError(
+            f"{root / CONDITION_CONFIG}: expected a non-empty list of encoders (or {{'text_encoder_list': [...]}})"
+        )
     entries = []
     for i, item in enumerate(items):
         encoder_dir = item.get("text_encoder_name") or item.get("text_encoder_path") or f"text_encoder_{i}"
-        adapter_dir = item.get("condition_adapter_name") or item.get("condition_adapter_path") or f"condition_adapter_{i}"
+        adapter_dir = (
+            item.get("condition_adapter_name") or item.get("condition_adapter_path") or f"condition_adapter_{i}"
+        )
         kind = item.get("model_type") or infer_encoder_kind(root / encoder_dir)
-        entries.append({
-            "kind": kind,
-            "name": str(item.get("name") or item.get("condition_type") or kind),
-            "text_encoder": encoder_dir,
-            "condition_adapter": adapter_dir,
-            "max_length": int(item.get("condition_max_length") or item.get("max_length") or 77),
-            "padding": item.get("padding", "zeros"),
-        })
+        entries.append(
+            {
+                "kind": kind,
+                "name": str(item.get("name") or item.get("condition_type") or kind),
+                "text_encoder": encoder_dir,
+                "condition_adapter": adapter_dir,
+                "max_length": int(item.get("condition_max_length") or item.get("max_length") or 77),
+                "padding": item.get("padding", "zeros"),
+            }
+        )
     names = [e["name"] for e in entries]
     for e in entries:  # names must be unique within a conditioner
         if names.count(e["name"]) > 1:
@@ -133,8 +143,14 @@ def encoder_specs(root: str | os.PathLike, dropout: float = 0.1) -> list[dict[st
     """``EncoderSpec`` field dicts loading each encoder (and its tokenizer) from the layout's folders."""
     root = Path(root)
     return [
-        {"name": e["name"], "kind": e["kind"], "pretrained": str(root / e["text_encoder"]), "max_length": e["max_length"],
-         "dropout": dropout, "padding": e["padding"]}
+        {
+            "name": e["name"],
+            "kind": e["kind"],
+            "pretrained": str(root / e["text_encoder"]),
+            "max_length": e["max_length"],
+            "dropout": dropout,
+            "padding": e["padding"],
+        }
         for e in read_condition_config(root)
     ]
 
@@ -169,7 +185,7 @@ def load_adapter(adapter: nn.Module, folder: str | os.PathLike) -> nn.Module:
     state = load_weights(weights, "condition adapter weights")
     norm = next(m for m in adapter.modules() if isinstance(m, nn.LayerNorm))
     for prefix, module in (("proj.", linear), ("norm.", norm)):
-        part = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         module.load_state_dict(part, strict=True)
     unexpected = [k for k in state if not k.startswith(("proj.", "norm."))]
     if unexpected:
@@ -221,7 +237,9 @@ def load_released(
     unet = UNet2DConditionModel.from_pretrained(root, subfolder="unet")
     vae = AutoencoderKL.from_pretrained(root, subfolder="vae")
     scheduler = PNDMScheduler.from_pretrained(root, subfolder="scheduler")
-    conditioner = TextConditioner(encoder_specs(root, dropout=0.0), cross_attention_dim=int(unet.config.cross_attention_dim))
+    conditioner = TextConditioner(
+        encoder_specs(root, dropout=0.0), cross_attention_dim=int(unet.config.cross_attention_dim)
+    )
     for adapter, entry in zip(conditioner.adapters, read_condition_config(root)):
         load_adapter(adapter, root / entry["condition_adapter"])
     if vocoder is not None:
@@ -235,8 +253,13 @@ def load_released(
         voc.config.check_compatible(frontend.mel_config, f"the front end of {root}")
     extras = _read_json(root / EXTRAS_FILE) if (root / EXTRAS_FILE).is_file() else {}
     pipeline = AuffusionPipeline(
-        unet=unet, vae=vae, conditioner=conditioner, frontend=frontend, vocoder=voc,
-        train_scheduler_config=dict(scheduler.config), sampling=extras.get("sampling", {}),
+        unet=unet,
+        vae=vae,
+        conditioner=conditioner,
+        frontend=frontend,
+        vocoder=voc,
+        train_scheduler_config=dict(scheduler.config),
+        sampling=extras.get("sampling", {}),
         frame_position_channels=int(extras.get("frame_position_channels", 0)),
     ).freeze()
     if isinstance(dtype, str):
@@ -295,8 +318,17 @@ def ldm_from_sd15(path: str | os.PathLike, identity_adapter: bool = False, **mod
     options: dict[str, Any] = {
         "unet": str(root),
         "vae": str(root),
-        "encoders": [{"name": "clip", "kind": "clip", "pretrained": str(root), "subfolder": "text_encoder",
-                      "tokenizer": str(root), "tokenizer_subfolder": "tokenizer", "dropout": dropout}],
+        "encoders": [
+            {
+                "name": "clip",
+                "kind": "clip",
+                "pretrained": str(root),
+                "subfolder": "text_encoder",
+                "tokenizer": str(root),
+                "tokenizer_subfolder": "tokenizer",
+                "dropout": dropout,
+            }
+        ],
     }
     if (root / "scheduler").is_dir():
         options["noise_scheduler"] = str(root)
@@ -305,7 +337,9 @@ def ldm_from_sd15(path: str | os.PathLike, identity_adapter: bool = False, **mod
     if identity_adapter:
         proj = module.conditioner.adapters[0].proj
         if proj.in_features != proj.out_features:
-            raise UserInputError(f"identity_adapter needs equal widths, the adapter maps {proj.in_features} -> {proj.out_features}")
+            raise UserInputError(
+                f"identity_adapter needs equal widths, the adapter maps {proj.in_features} -> {proj.out_features}"
+            )
         with torch.no_grad():
             proj.weight.copy_(torch.eye(proj.in_features))
             proj.bias.zero_()
@@ -340,8 +374,10 @@ def _export_pipeline(pipeline: AuffusionPipeline, out_dir, dtype, feature_extrac
         dtype = DTYPES[dtype]
     out = Path(out_dir)
     if any(spec.trainable for spec in pipeline.conditioner.specs):
-        raise ValueError("the released layout holds Hugging Face text encoders; a 'scratch' encoder has no such "
-                         "form: sample from the checkpoint (generate --checkpoint) instead")
+        raise ValueError(
+            "the released layout holds Hugging Face text encoders; a 'scratch' encoder has no such "
+            "form: sample from the checkpoint (generate --checkpoint) instead"
+        )
     out.mkdir(parents=True, exist_ok=True)
     _save_model(pipeline.unet, out / "unet", dtype)
     _save_model(pipeline.vae, out / "vae", dtype)
@@ -361,22 +397,30 @@ def _export_pipeline(pipeline: AuffusionPipeline, out_dir, dtype, feature_extrac
         tokenizer.save_pretrained(encoder_dir)
         adapter_dir.mkdir(parents=True, exist_ok=True)
         condition_dim = int(conditioner.condition_dims[i])
-        (adapter_dir / "config.json").write_text(json.dumps(
-            {"condition_dim": condition_dim, "cross_attention_dim": conditioner.cross_attention_dim, "model_name": spec.name},
-            indent=2,
-        ))
+        (adapter_dir / "config.json").write_text(
+            json.dumps(
+                {
+                    "condition_dim": condition_dim,
+                    "cross_attention_dim": conditioner.cross_attention_dim,
+                    "model_name": spec.name,
+                },
+                indent=2,
+            )
+        )
         torch.save(adapter_state(adapter), adapter_dir / ADAPTER_WEIGHTS)
-        entries.append({
-            "text_encoder_name": encoder_dir.name,
-            "condition_adapter_name": adapter_dir.name,
-            "condition_type": spec.name,
-            "pretrained_model_name_or_path": spec.pretrained,
-            "condition_max_length": spec.max_length,
-            "condition_dim": condition_dim,
-            "cross_attention_dim": conditioner.cross_attention_dim,
-            "model_type": spec.kind,
-            "padding": spec.padding,
-        })
+        entries.append(
+            {
+                "text_encoder_name": encoder_dir.name,
+                "condition_adapter_name": adapter_dir.name,
+                "condition_type": spec.name,
+                "pretrained_model_name_or_path": spec.pretrained,
+                "condition_max_length": spec.max_length,
+                "condition_dim": condition_dim,
+                "cross_attention_dim": conditioner.cross_attention_dim,
+                "model_type": spec.kind,
+                "padding": spec.padding,
+            }
+        )
     (out / CONDITION_CONFIG).write_text(json.dumps(entries, indent=4))
 
     if pipeline.vocoder is not None:
@@ -389,8 +433,11 @@ def _export_pipeline(pipeline: AuffusionPipeline, out_dir, dtype, feature_extrac
         from transformers import CLIPImageProcessor
 
         CLIPImageProcessor().save_pretrained(out / "feature_extractor")
-    extras = {"frontend": frontend_settings(pipeline.frontend), "sampling": pipeline.sampling,
-              "frame_position_channels": pipeline.frame_position_channels}
+    extras = {
+        "frontend": frontend_settings(pipeline.frontend),
+        "sampling": pipeline.sampling,
+        "frame_position_channels": pipeline.frame_position_channels,
+    }
     (out / EXTRAS_FILE).write_text(json.dumps(extras, indent=2, default=str))
     log.info("exported the model to %s", out)
     return out

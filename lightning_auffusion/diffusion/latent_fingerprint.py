@@ -17,7 +17,16 @@ from typing import Any
 import torch
 
 FINGERPRINT_VERSION = 1
-TEXT_SPEC_FIELDS = ("kind", "pretrained", "config", "tokenizer", "max_length", "subfolder", "tokenizer_subfolder", "padding")
+TEXT_SPEC_FIELDS = (
+    "kind",
+    "pretrained",
+    "config",
+    "tokenizer",
+    "max_length",
+    "subfolder",
+    "tokenizer_subfolder",
+    "padding",
+)
 
 
 def _digest(payload: Any) -> str:
@@ -36,22 +45,32 @@ def module_weights_digest(module: torch.nn.Module) -> str:
 def latent_fingerprint(vae: torch.nn.Module, frontend: Any) -> str:
     """Fingerprint of the VAE (config + weights) and the audio front end (``AuffusionFrontend``)."""
     config = {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}
-    return _digest({
-        "version": FINGERPRINT_VERSION,
-        "vae_config": config,
-        "vae_weights": module_weights_digest(vae),
-        "mel": asdict(frontend.mel_config),
-        "image": asdict(frontend.image.config),
-        "image_range": [frontend.image.lo.flatten().tolist(), frontend.image.scale.flatten().tolist()],  # stats_file's values
-        "peak_normalize": bool(frontend.peak_normalize),
-    })
+    return _digest(
+        {
+            "version": FINGERPRINT_VERSION,
+            "vae_config": config,
+            "vae_weights": module_weights_digest(vae),
+            "mel": asdict(frontend.mel_config),
+            "image": asdict(frontend.image.config),
+            "image_range": [
+                frontend.image.lo.flatten().tolist(),
+                frontend.image.scale.flatten().tolist(),
+            ],  # stats_file's values
+            "peak_normalize": bool(frontend.peak_normalize),
+        }
+    )
 
 
 def text_fingerprint(spec: Any, encoder: torch.nn.Module) -> str:
     """Fingerprint of one frozen text encoder: its spec (tokenizer, max_length, padding, ...) and weights."""
     fields = asdict(spec)
-    return _digest({"version": FINGERPRINT_VERSION, "weights": module_weights_digest(encoder),
-                    **{k: fields.get(k) for k in TEXT_SPEC_FIELDS}})
+    return _digest(
+        {
+            "version": FINGERPRINT_VERSION,
+            "weights": module_weights_digest(encoder),
+            **{k: fields.get(k) for k in TEXT_SPEC_FIELDS},
+        }
+    )
 
 
 def vae_downsampling(vae: torch.nn.Module) -> int:

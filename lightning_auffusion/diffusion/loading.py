@@ -56,7 +56,9 @@ def load_pipeline(
     from lightning_auffusion.diffusion.pipeline import AuffusionPipeline
 
     if (checkpoint is None) == (pretrained is None):
-        raise UserInputError("give exactly one of --checkpoint (an AuffusionLDM .ckpt) or --pretrained (a released layout or hub id)")
+        raise UserInputError(
+            "give exactly one of --checkpoint (an AuffusionLDM .ckpt) or --pretrained (a released layout or hub id)"
+        )
     if pretrained is not None:
         from lightning_auffusion.diffusion.interop import load_released
 

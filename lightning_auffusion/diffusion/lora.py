@@ -33,7 +33,9 @@ def require_peft() -> Any:
     try:
         import peft
     except ImportError:
-        raise ImportError("LoRA needs peft, which is not installed: pip install 'lightning-auffusion[lora]' (or pip install peft)") from None
+        raise ImportError(
+            "LoRA needs peft, which is not installed: pip install 'lightning-auffusion[lora]' (or pip install peft)"
+        ) from None
     return peft
 
 
@@ -59,7 +61,9 @@ class LoRAConfig:
         if int(self.rank) < 1:
             raise UserInputError(f"lora rank must be a positive integer, got {self.rank!r}")
         if not self.target_modules:
-            raise UserInputError("lora target_modules is empty: name at least one U-Net layer, e.g. [to_q, to_k, to_v, to_out.0]")
+            raise UserInputError(
+                "lora target_modules is empty: name at least one U-Net layer, e.g. [to_q, to_k, to_v, to_out.0]"
+            )
         if not 0.0 <= float(self.dropout) < 1.0:
             raise UserInputError(f"lora dropout must be in [0, 1), got {self.dropout!r}")
         if self.init not in ("gaussian", "default"):
@@ -83,7 +87,9 @@ def add_lora(unet: nn.Module, config: LoRAConfig) -> nn.Module:
     try:
         unet.add_adapter(config.peft_config())
     except ValueError as err:  # peft: none of target_modules found
-        raise UserInputError(f"lora target_modules {list(config.target_modules)} matched no U-Net layer: {err}") from None
+        raise UserInputError(
+            f"lora target_modules {list(config.target_modules)} matched no U-Net layer: {err}"
+        ) from None
     for name, param in unet.named_parameters():
         param.requires_grad_(is_lora_key(name))
     return unet
@@ -124,8 +130,10 @@ def export_lora(unet: nn.Module, output_dir: str) -> str:
     # a path) and one that reads it (load_lora_weights) both apply the same update
     config = unet.peft_config["default"]
     scale = float(config.lora_alpha) / float(config.r)
-    layers = {k: (v.detach().float() * scale if ".lora.up." in k else v.detach()).to(v.dtype).cpu().contiguous()
-              for k, v in lora_state_dict(unet).items()}
+    layers = {
+        k: (v.detach().float() * scale if ".lora.up." in k else v.detach()).to(v.dtype).cpu().contiguous()
+        for k, v in lora_state_dict(unet).items()
+    }
     StableDiffusionPipeline.save_lora_weights(
         output_dir, unet_lora_layers=layers, safe_serialization=True, unet_lora_adapter_metadata=adapter_metadata(unet)
     )
@@ -138,7 +146,9 @@ def lora_file(path: str) -> str:
     if os.path.isdir(path):
         path = os.path.join(path, LORA_WEIGHT_NAME)
     if not os.path.isfile(path):
-        raise MissingInputError(f"no LoRA weights at {path}: give a {LORA_WEIGHT_NAME} written by export-lora (or its folder)")
+        raise MissingInputError(
+            f"no LoRA weights at {path}: give a {LORA_WEIGHT_NAME} written by export-lora (or its folder)"
+        )
     return path
 
 
@@ -150,7 +160,9 @@ def load_lora(unet: nn.Module, path: str, fuse: bool = True, scale: float = 1.0)
     weights = lora_file(path)
     with safe_open(weights, framework="pt") as f:
         if not any(k.startswith("unet.") for k in f.keys()):
-            raise UserInputError(f"{weights} holds no U-Net LoRA weights (no 'unet.' keys); export one with export-lora")
+            raise UserInputError(
+                f"{weights} holds no U-Net LoRA weights (no 'unet.' keys); export one with export-lora"
+            )
     unet.load_lora_adapter(weights, prefix="unet", adapter_name="lora")
     if fuse:
         unet.fuse_lora(lora_scale=scale)
@@ -181,7 +193,9 @@ def export_lora_command(checkpoint: str, output_dir: str = "outputs/lora") -> st
 
     module = load_ldm_checkpoint(checkpoint)
     if module.hparams.get("lora") is None:
-        raise UserInputError(f"{checkpoint} was not trained with LoRA (model lora is null): use `export` for a full U-Net")
+        raise UserInputError(
+            f"{checkpoint} was not trained with LoRA (model lora is null): use `export` for a full U-Net"
+        )
     path = export_lora(module.unet, output_dir)
     return path
 

@@ -18,7 +18,9 @@ from lightning_auffusion.errors import UserInputError
 
 def check_switches(snr_gamma: float | None, noise_offset: float) -> None:
     if snr_gamma is not None and not float(snr_gamma) > 0:
-        raise UserInputError(f"snr_gamma must be positive (5.0 in the Min-SNR paper) or null to turn it off, got {snr_gamma!r}")
+        raise UserInputError(
+            f"snr_gamma must be positive (5.0 in the Min-SNR paper) or null to turn it off, got {snr_gamma!r}"
+        )
     if float(noise_offset) < 0:
         raise UserInputError(f"noise_offset must be >= 0 (0 turns it off; 0.05-0.1 is usual), got {noise_offset!r}")
 
@@ -29,7 +31,9 @@ def snr(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
     return alpha_bar / (1.0 - alpha_bar)
 
 
-def min_snr_weights(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float, prediction_type: str) -> torch.Tensor:
+def min_snr_weights(
+    alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, gamma: float, prediction_type: str
+) -> torch.Tensor:
     """Per-sample loss weights ``min(snr, gamma) / snr`` (epsilon) or ``min(snr, gamma) / (snr + 1)`` (v_prediction)."""
     ratio = snr(alphas_cumprod, timesteps)
     clipped = torch.clamp(ratio, max=float(gamma))

@@ -37,11 +37,23 @@ class AdamW8bit(torch.optim.Optimizer):
         weight_decay: decoupled weight decay (0.01 as released).
     """
 
-    def __new__(cls, params: Iterable[torch.nn.Parameter], lr: float = 3e-5, betas: tuple[float, float] = (0.9, 0.999),
-                eps: float = 1e-8, weight_decay: float = 1e-2) -> torch.optim.Optimizer:
+    def __new__(
+        cls,
+        params: Iterable[torch.nn.Parameter],
+        lr: float = 3e-5,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> torch.optim.Optimizer:
         bnb = require_bitsandbytes()
         return bnb.optim.AdamW8bit(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 3e-5, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2) -> None:  # never runs: __new__ returns bitsandbytes' optimiser
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        lr: float = 3e-5,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:  # never runs: __new__ returns bitsandbytes' optimiser
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))

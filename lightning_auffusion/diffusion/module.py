@@ -56,7 +56,9 @@ def randn_rows(shape: torch.Size, generator: Generators, device: torch.device, d
     """Standard normal noise of ``shape``; with a list of generators, row ``i`` drawn from generator ``i``."""
     if not isinstance(generator, list):
         return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    return torch.stack([torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in generator]).to(device)
+    return torch.stack([torch.randn(shape[1:], generator=g, device=g.device, dtype=dtype) for g in generator]).to(
+        device
+    )
 
 
 def load_frozen_vocoder(path: str) -> torch.nn.Module:
@@ -163,7 +165,9 @@ class AuffusionLDM(LightningModule):
         check_switches(snr_gamma, noise_offset)
         lora = as_dataclass(lora, LoRAConfig)
         if lora is not None and use_ema:
-            raise UserInputError("use_ema with lora is not supported (the EMA would copy the whole frozen U-Net): set model use_ema: false")
+            raise UserInputError(
+                "use_ema with lora is not supported (the EMA would copy the whole frozen U-Net): set model use_ema: false"
+            )
         specs = [as_dataclass(e, EncoderSpec) for e in (encoders if encoders is not None else default_encoders())]
         mel = as_dataclass(mel, MelConfig)
         image = as_dataclass(image, ImageConfig)
@@ -287,13 +291,18 @@ class AuffusionLDM(LightningModule):
 
         prints = batch.get("text_fingerprints") or {}
         if getattr(self, "_text_fingerprints", None) is None:  # frozen encoders: hashed once
-            self._text_fingerprints = {s.name: text_fingerprint(s, m) for s, m in zip(self.conditioner.specs, self.conditioner.encoders)
-                                       if not s.trainable}
+            self._text_fingerprints = {
+                s.name: text_fingerprint(s, m)
+                for s, m in zip(self.conditioner.specs, self.conditioner.encoders)
+                if not s.trainable
+            }
         usable = {name: stored[name] for name in stored if prints.get(name) == self._text_fingerprints.get(name, "")}
         if len(usable) < len(stored) and not getattr(self, "_text_mismatch_reported", False):
             self._text_mismatch_reported = True
-            log.warning("stored text outputs of encoder(s) %s do not match this model's encoders and are recomputed",
-                        sorted(set(stored) - set(usable)))
+            log.warning(
+                "stored text outputs of encoder(s) %s do not match this model's encoders and are recomputed",
+                sorted(set(stored) - set(usable)),
+            )
         return usable or None
 
     def posterior_from_batch(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -334,18 +343,30 @@ class AuffusionLDM(LightningModule):
         audio_kwargs = {}
         if self.conditioner.audio_conditioned:  # AudioLDM: condition on the clip's own audio, not its caption
             if "audio" not in batch:
-                raise UserInputError("clap_audio conditioning embeds each clip's audio: train it from audio shards, "
-                                     "not latent shards")
-            audio_kwargs = dict(audio=batch["audio"], sample_rate=self.frontend.sample_rate, num_samples=batch.get("num_samples"))
+                raise UserInputError(
+                    "clap_audio conditioning embeds each clip's audio: train it from audio shards, not latent shards"
+                )
+            audio_kwargs = dict(
+                audio=batch["audio"], sample_rate=self.frontend.sample_rate, num_samples=batch.get("num_samples")
+            )
         keys = list(batch["key"]) if "key" in batch else None
-        cond = self.conditioner(list(batch["caption"]), drop_mask=drop_mask, keys=keys,
-                                precomputed=self.precomputed_text(batch), **audio_kwargs)
+        cond = self.conditioner(
+            list(batch["caption"]),
+            drop_mask=drop_mask,
+            keys=keys,
+            precomputed=self.precomputed_text(batch),
+            **audio_kwargs,
+        )
         noise = randn_rows(latents.shape, generator, latents.device, latents.dtype)
         # the offset noise draws from the first generator when each row has its own (validation)
-        noise = offset_noise(noise, self.hparams.noise_offset, generator[0] if isinstance(generator, list) else generator)
+        noise = offset_noise(
+            noise, self.hparams.noise_offset, generator[0] if isinstance(generator, list) else generator
+        )
         steps = self.noise_scheduler.config.num_train_timesteps
         if isinstance(generator, list):
-            timesteps = torch.cat([torch.randint(0, steps, (1,), generator=g, device=g.device) for g in generator]).to(latents.device)
+            timesteps = torch.cat([torch.randint(0, steps, (1,), generator=g, device=g.device) for g in generator]).to(
+                latents.device
+            )
         else:
             timesteps = torch.randint(0, steps, (batch_size,), generator=generator, device=latents.device)
         noisy = self.noise_scheduler.add_noise(latents, noise, timesteps)
@@ -354,15 +375,21 @@ class AuffusionLDM(LightningModule):
         elif self.noise_scheduler.config.prediction_type == "epsilon":
             target = noise
         else:
-            raise UserInputError(f"training supports epsilon or v_prediction, not {self.noise_scheduler.config.prediction_type!r}")
+            raise UserInputError(
+                f"training supports epsilon or v_prediction, not {self.noise_scheduler.config.prediction_type!r}"
+            )
         if self.hparams.channels_last:
             noisy = noisy.contiguous(memory_format=torch.channels_last)
         noisy = with_frame_positions(noisy, self.hparams.frame_position_channels)
         pred = self.unet(noisy, timesteps, encoder_hidden_states=cond).sample
         weights = None
         if self.hparams.snr_gamma is not None:
-            weights = min_snr_weights(self.noise_scheduler.alphas_cumprod, timesteps, self.hparams.snr_gamma,
-                                      self.noise_scheduler.config.prediction_type)
+            weights = min_snr_weights(
+                self.noise_scheduler.alphas_cumprod,
+                timesteps,
+                self.hparams.snr_gamma,
+                self.noise_scheduler.config.prediction_type,
+            )
         return weighted_mse(pred, target, weights)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -381,8 +408,10 @@ class AuffusionLDM(LightningModule):
         over ranks, is the same for any number of ranks and any batch size), or one per batch without keys."""
         if "key" not in batch:
             return torch.Generator(device=self.device).manual_seed(self.hparams.validation_seed + batch_idx)
-        return [torch.Generator(device=self.device).manual_seed(self.hparams.validation_seed + zlib.crc32(str(k).encode()))
-                for k in batch["key"]]
+        return [
+            torch.Generator(device=self.device).manual_seed(self.hparams.validation_seed + zlib.crc32(str(k).encode()))
+            for k in batch["key"]
+        ]
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int = 0, dataloader_idx: int = 0) -> Any:
         from lightning_auffusion.diffusion.sampling import generate
@@ -474,7 +503,10 @@ class AuffusionLDM(LightningModule):
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.lr_scheduler_interval}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.lr_scheduler_interval},
+        }
 
 
 def load_ldm_checkpoint(checkpoint: str, map_location: Any = "cpu", vocoder: str | None = None) -> AuffusionLDM:

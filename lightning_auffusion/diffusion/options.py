@@ -37,7 +37,9 @@ def option_group(name: str, *sources: type, exclude: tuple[str, ...] = ()) -> ty
             if field.name in exclude:
                 continue
             if field.name in annotations:
-                raise ValueError(f"option {field.name!r} is defined by more than one of {[c.__name__ for c in sources]}")
+                raise ValueError(
+                    f"option {field.name!r} is defined by more than one of {[c.__name__ for c in sources]}"
+                )
             annotations[field.name] = hints[field.name]
             default = "" if field.default in (None, dataclasses.MISSING) else f" (default {field.default})"
             docs.append(f"    {field.name}: {described.get(field.name, '')}{default}")

@@ -68,7 +68,9 @@ class AuffusionPipeline:
         self.frame_position_channels = check_position_channels(frame_position_channels)  # see diffusion.positions
         self.griffin_lim_iters = int(griffin_lim_iters)  # phase-retrieval iterations when no vocoder is attached
         if vae_scaling_factor is None:
-            vae_scaling_factor = getattr(getattr(vae, "config", None), "scaling_factor", None) or SD15_VAE_SCALING_FACTOR
+            vae_scaling_factor = (
+                getattr(getattr(vae, "config", None), "scaling_factor", None) or SD15_VAE_SCALING_FACTOR
+            )
         self.vae_scaling_factor = float(vae_scaling_factor)
         self.train_scheduler_config = dict(train_scheduler_config) if train_scheduler_config is not None else None
         self.sampling = dict(sampling or {})

@@ -44,7 +44,9 @@ DEFAULT_SAMPLING: dict[str, Any] = {
 def resolve_sampling(own: dict | None, **given: Any) -> dict[str, Any]:
     """``given`` settings, each None replaced by the model's ``own`` value, else the released default."""
     own = own or {}
-    return {key: value if value is not None else own.get(key, DEFAULT_SAMPLING.get(key)) for key, value in given.items()}
+    return {
+        key: value if value is not None else own.get(key, DEFAULT_SAMPLING.get(key)) for key, value in given.items()
+    }
 
 
 @dataclass
@@ -130,7 +132,9 @@ def _griffin_lim(pipeline: AuffusionPipeline, logmel: torch.Tensor) -> torch.Ten
 
 
 @torch.no_grad()
-def decode_latents(pipeline: AuffusionPipeline, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def decode_latents(
+    pipeline: AuffusionPipeline, latents: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scaled latents -> ``(audio (B, T), logmel (B, n_mels, frames), image (B, 3, n_mels, frames))``.
 
     The vocoder turns the log-mel into audio; without one, or with the pipeline's ``waveform_decoder``

@@ -28,7 +28,14 @@ from lightning_auffusion.errors import MissingInputError, UserInputError
 
 SPECIALS = ("[PAD]", "[UNK]")
 _TOKEN_RE = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
-ARCHITECTURE_KEYS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position_embeddings", "dropout")
+ARCHITECTURE_KEYS = (
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "dropout",
+)
 
 
 def words(text: str) -> list[str]:
@@ -77,8 +84,14 @@ class WordTokenizer:
     def encode(self, text: str) -> list[int]:
         return [self.ids.get(w, self.unk_token_id) for w in words(text)] or [self.unk_token_id]
 
-    def __call__(self, texts: list[str], padding: bool | str = False, truncation: bool = False,
-                 max_length: int | None = None, return_tensors: str | None = None) -> dict[str, Any]:
+    def __call__(
+        self,
+        texts: list[str],
+        padding: bool | str = False,
+        truncation: bool = False,
+        max_length: int | None = None,
+        return_tensors: str | None = None,
+    ) -> dict[str, Any]:
         """Hugging Face's conventions: ``padding`` False / "longest" / "max_length", ``return_tensors`` None
         (lists of ids, unpadded unless asked) or "pt"."""
         rows = [self.encode(t) for t in texts]
@@ -110,17 +123,37 @@ class WordTokenizer:
 class ScratchTextEncoder(nn.Module):
     """Token + position embeddings, a pre-norm transformer encoder, a final LayerNorm; randomly initialised."""
 
-    def __init__(self, vocab_size: int, hidden_size: int = 128, num_layers: int = 2, num_heads: int = 4,
-                 intermediate_size: int | None = None, max_position_embeddings: int = 128, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        intermediate_size: int | None = None,
+        max_position_embeddings: int = 128,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
         if hidden_size % num_heads:
-            raise UserInputError(f"scratch encoder: hidden_size {hidden_size} must be a multiple of num_heads {num_heads}")
-        self.config = SimpleNamespace(hidden_size=int(hidden_size), vocab_size=int(vocab_size),
-                                      max_position_embeddings=int(max_position_embeddings))
+            raise UserInputError(
+                f"scratch encoder: hidden_size {hidden_size} must be a multiple of num_heads {num_heads}"
+            )
+        self.config = SimpleNamespace(
+            hidden_size=int(hidden_size),
+            vocab_size=int(vocab_size),
+            max_position_embeddings=int(max_position_embeddings),
+        )
         self.token_embedding = nn.Embedding(vocab_size, hidden_size, padding_idx=0)
         self.position_embedding = nn.Embedding(max_position_embeddings, hidden_size)
-        layer = nn.TransformerEncoderLayer(hidden_size, num_heads, intermediate_size or 4 * hidden_size, dropout,
-                                           activation="gelu", batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            hidden_size,
+            num_heads,
+            intermediate_size or 4 * hidden_size,
+            dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
         self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(hidden_size)
         nn.init.normal_(self.token_embedding.weight, std=0.02)
@@ -129,8 +162,10 @@ class ScratchTextEncoder(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Any:
         length = input_ids.shape[1]
         if length > self.config.max_position_embeddings:
-            raise ValueError(f"scratch encoder: {length} tokens, more than max_position_embeddings "
-                             f"{self.config.max_position_embeddings}")
+            raise ValueError(
+                f"scratch encoder: {length} tokens, more than max_position_embeddings "
+                f"{self.config.max_position_embeddings}"
+            )
         positions = torch.arange(length, device=input_ids.device)
         hidden = self.token_embedding(input_ids) + self.position_embedding(positions)[None]
         padding = None if attention_mask is None else attention_mask == 0
@@ -143,6 +178,8 @@ def build_scratch(config: dict[str, Any] | None) -> tuple[ScratchTextEncoder, Wo
     options = dict(config or {})
     unknown = sorted(set(options) - set(ARCHITECTURE_KEYS) - {"vocabulary"})
     if unknown:
-        raise UserInputError(f"scratch encoder: unknown config keys {unknown}; known: vocabulary, {', '.join(ARCHITECTURE_KEYS)}")
+        raise UserInputError(
+            f"scratch encoder: unknown config keys {unknown}; known: vocabulary, {', '.join(ARCHITECTURE_KEYS)}"
+        )
     tokenizer = WordTokenizer(build_vocabulary(options.pop("vocabulary", None)))
     return ScratchTextEncoder(len(tokenizer), **options), tokenizer

@@ -94,8 +94,11 @@ def checked_config(cls: type, config: dict[str, Any], part: str) -> dict[str, An
     accepted |= set(getattr(cls, "_deprecated_kwargs", None) or ())
     unknown = [key for key in config if key not in accepted and not key.startswith("_")]  # _class_name etc.
     if unknown:
-        hints = [f"{key!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, accepted, 1)) else "")
-                 for key in unknown]
+        hints = [
+            f"{key!r}"
+            + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(key, accepted, 1)) else "")
+            for key in unknown
+        ]
         listed = "" if all("did you mean" in h for h in hints) else f"; {cls.__name__} accepts {sorted(accepted)}"
         raise UserInputError(f"unknown key(s) in the {part} config: {', '.join(hints)}{listed}")
     return config
@@ -135,7 +138,9 @@ def build_unet(source: str | dict[str, Any], subfolder: str = "unet") -> nn.Modu
     from diffusers import UNet2DConditionModel
 
     if isinstance(source, dict):
-        return UNet2DConditionModel.from_config(checked_config(UNet2DConditionModel, _expand_preset(source, "unet"), "unet"))
+        return UNet2DConditionModel.from_config(
+            checked_config(UNet2DConditionModel, _expand_preset(source, "unet"), "unet")
+        )
     return _from_source(UNet2DConditionModel, str(source), subfolder, "unet")
 
 
@@ -153,7 +158,7 @@ def vae_from_lightning_checkpoint(path: str) -> nn.Module:
             "`fit --config conf/vae/...yaml` or a diffusers VAE folder"
         )
     vae = AutoencoderKL.from_config(config)
-    state = {k[len("vae."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("vae.")}
+    state = {k[len("vae.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("vae.")}
     vae.load_state_dict(state, strict=True)
     return vae
 

@@ -124,7 +124,9 @@ class SpectrogramVAE(LightningModule):
         if scaling_factor not in ("estimate", "keep"):
             raise UserInputError(f"scaling_factor must be 'estimate' or 'keep', got {scaling_factor!r}")
         if perceptual is not None and not isinstance(perceptual.get("class_path"), str):
-            raise UserInputError(f"perceptual must be {{'class_path': 'package.Class', 'init_args': {{...}}}}, got {perceptual!r}")
+            raise UserInputError(
+                f"perceptual must be {{'class_path': 'package.Class', 'init_args': {{...}}}}, got {perceptual!r}"
+            )
         mel = as_dataclass(mel, MelConfig)
         image = as_dataclass(image, ImageConfig)
         val_griffin_lim = as_dataclass(val_griffin_lim, GriffinLimConfig) or GriffinLimConfig()
@@ -142,7 +144,9 @@ class SpectrogramVAE(LightningModule):
             if getattr(self.vae, "quant_conv", None) is not None:
                 self.vae.quant_conv.requires_grad_(False)
         self.discriminator = (
-            PatchDiscriminator(self.vae.config.out_channels, discriminator_channels, discriminator_layers, discriminator_norm)
+            PatchDiscriminator(
+                self.vae.config.out_channels, discriminator_channels, discriminator_layers, discriminator_norm
+            )
             if adversarial_weight > 0
             else None
         )
@@ -152,7 +156,9 @@ class SpectrogramVAE(LightningModule):
         self.register_buffer("latent_mean", torch.zeros(()))
         self.register_buffer("latent_var", torch.ones(()))
         self.register_buffer("latent_stats_ready", torch.zeros((), dtype=torch.bool))
-        self.val_alignment = None if val_alignment_loudness is None else AlignmentAccuracy(loudness=val_alignment_loudness)
+        self.val_alignment = (
+            None if val_alignment_loudness is None else AlignmentAccuracy(loudness=val_alignment_loudness)
+        )
 
     # ------------------------------------------------------------------ forward pieces
     def images_from_audio(self, audio: torch.Tensor) -> torch.Tensor:
@@ -198,7 +204,9 @@ class SpectrogramVAE(LightningModule):
         terms = {"rec": rec, "kl": kl}
         if self.hparams.logmel_l1_weight > 0 or not self.training:
             with torch.autocast(device_type=images.device.type, enabled=False):
-                terms["logmel_l1"] = (self.frontend.image_to_logmel(recon32) - self.frontend.image_to_logmel(images32)).abs().mean()
+                terms["logmel_l1"] = (
+                    (self.frontend.image_to_logmel(recon32) - self.frontend.image_to_logmel(images32)).abs().mean()
+                )
         net = self.perceptual_network()
         if net is not None:
             net.to(images.device)
@@ -344,7 +352,9 @@ class SpectrogramVAE(LightningModule):
         if self.discriminator_optimizer_factory is not None:
             opt_d = self.discriminator_optimizer_factory(d_params)
         else:
-            opt_d = torch.optim.Adam(d_params, lr=hp.discriminator_learning_rate or hp.learning_rate, betas=tuple(hp.betas))
+            opt_d = torch.optim.Adam(
+                d_params, lr=hp.discriminator_learning_rate or hp.learning_rate, betas=tuple(hp.betas)
+            )
         return [opt_ae, opt_d]
 
     # ------------------------------------------------------------------ checkpoints and export

@@ -45,7 +45,9 @@ class StageCeilings:
     def sample_rate(self) -> int:
         return int(self.frontend.sample_rate)
 
-    def _batch(self, clips: Sequence[np.ndarray | torch.Tensor], rates: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
+    def _batch(
+        self, clips: Sequence[np.ndarray | torch.Tensor], rates: Sequence[int]
+    ) -> tuple[torch.Tensor, list[int]]:
         waves = []
         for clip, sr in zip(clips, rates):
             x = torch.as_tensor(np.asarray(clip.detach().cpu() if torch.is_tensor(clip) else clip, dtype=np.float32))
@@ -71,8 +73,10 @@ class StageCeilings:
             audio, _, _ = decode_latents(self.pipeline, encode_audio(self.pipeline, waves))
         audio = audio.float().cpu()
         if not self._cropped_warned and max(lengths) > audio.shape[-1]:
-            log.warning("stage ceilings: reference clips longer than the model's clip (%.2f s) are cut to it",
-                        audio.shape[-1] / self.sample_rate)
+            log.warning(
+                "stage ceilings: reference clips longer than the model's clip (%.2f s) are cut to it",
+                audio.shape[-1] / self.sample_rate,
+            )
             self._cropped_warned = True
         return [audio[i, : min(n, audio.shape[-1])].numpy() for i, n in enumerate(lengths)]
 

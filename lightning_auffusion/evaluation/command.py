@@ -38,10 +38,21 @@ def load_ldm(checkpoint: str, device):
     return load_ldm_checkpoint(checkpoint, map_location=device).eval()
 
 
-def generate_folder(module, prompts: dict[str, str], folder: Path, *, num_inference_steps: int | None,
-                    guidance_scale: float | None, scheduler: str | None, seed: int, batch_size: int,
-                    attention_localisation: bool = False, duration_seconds: float | None = None,
-                    negative_prompt: str | None = None, progress: bool = True):
+def generate_folder(
+    module,
+    prompts: dict[str, str],
+    folder: Path,
+    *,
+    num_inference_steps: int | None,
+    guidance_scale: float | None,
+    scheduler: str | None,
+    seed: int,
+    batch_size: int,
+    attention_localisation: bool = False,
+    duration_seconds: float | None = None,
+    negative_prompt: str | None = None,
+    progress: bool = True,
+):
     """Generate one clip per prompt with an ``AuffusionLDM`` or ``AuffusionPipeline`` into ``folder/<id>.wav``.
 
     Prompt ``i`` (in file order) uses seed ``seed + i``, so a clip does not depend on the batching. Sampling
@@ -51,8 +62,13 @@ def generate_folder(module, prompts: dict[str, str], folder: Path, *, num_infere
     """
     from lightning_auffusion.diffusion.sampling import generate, resolve_sampling
 
-    settings = resolve_sampling(module.sampling, num_inference_steps=num_inference_steps,
-                                guidance_scale=guidance_scale, scheduler=scheduler, duration_seconds=duration_seconds)
+    settings = resolve_sampling(
+        module.sampling,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+        scheduler=scheduler,
+        duration_seconds=duration_seconds,
+    )
     if negative_prompt:
         settings["negative_prompts"] = negative_prompt
     log.info("generating %d clips with %s", len(prompts), settings)
@@ -154,24 +170,36 @@ def evaluate(
     if checkpoint and ceiling_checkpoint:
         raise UserInputError("ceiling_checkpoint is for a generated folder; with a model the ceilings use that model")
     if attention_localisation and not checkpoint:
-        raise UserInputError("attention_localisation needs a model (checkpoint or pretrained): attention is recorded while generating")
+        raise UserInputError(
+            "attention_localisation needs a model (checkpoint or pretrained): attention is recorded while generating"
+        )
     captions = read_prompts(prompts) if prompts else {}
     out_dir = Path(output)
     module = localisation = None
     if checkpoint:
         if generated:
-            raise UserInputError("give either generated (a folder) or a model (checkpoint or pretrained, + prompts), not both")
+            raise UserInputError(
+                "give either generated (a folder) or a model (checkpoint or pretrained, + prompts), not both"
+            )
         if not captions:
             raise UserInputError("a model needs prompts: the prompt list to generate from")
         items = dict(list(captions.items())[:limit]) if limit else captions
         generated = str(out_dir / "generated")
         module = source.load()
-        localisation = generate_folder(module, items, Path(generated), num_inference_steps=sampling.num_inference_steps,
-                                       guidance_scale=sampling.guidance_scale, scheduler=sampling.scheduler,
-                                       seed=sampling.seed, batch_size=batch_size,
-                                       attention_localisation=attention_localisation,
-                                       duration_seconds=sampling.duration_seconds,
-                                       negative_prompt=sampling.negative_prompt, progress=progress)
+        localisation = generate_folder(
+            module,
+            items,
+            Path(generated),
+            num_inference_steps=sampling.num_inference_steps,
+            guidance_scale=sampling.guidance_scale,
+            scheduler=sampling.scheduler,
+            seed=sampling.seed,
+            batch_size=batch_size,
+            attention_localisation=attention_localisation,
+            duration_seconds=sampling.duration_seconds,
+            negative_prompt=sampling.negative_prompt,
+            progress=progress,
+        )
     if not generated:
         raise UserInputError("nothing to evaluate: give generated (a folder of audio) or checkpoint + prompts")
     selected = [m for m in metrics if m in METRICS]
@@ -194,11 +222,22 @@ def evaluate(
         if reference is None:
             log.warning("no reference given: the stage-ceiling rows are skipped (they render the reference clips)")
         else:
-            stages = StageCeilings(ceiling_pipeline(module if module is not None else load_ldm(ceiling_checkpoint, device)))
+            stages = StageCeilings(
+                ceiling_pipeline(module if module is not None else load_ldm(ceiling_checkpoint, device))
+            )
 
-    suite = MetricSuite(selected, weights_dir=weights_dir, allow_random_weights=allow_random_weights,
-                        download=download_weights, device=str(device), batch_size=batch_size, clap_backend=clap_backend,
-                        kl_unpaired=kl_unpaired, alignment_loudness=alignment_loudness, keep_reference=True)
+    suite = MetricSuite(
+        selected,
+        weights_dir=weights_dir,
+        allow_random_weights=allow_random_weights,
+        download=download_weights,
+        device=str(device),
+        batch_size=batch_size,
+        clap_backend=clap_backend,
+        kl_unpaired=kl_unpaired,
+        alignment_loudness=alignment_loudness,
+        keep_reference=True,
+    )
     skipped: list[Skipped] = []
     gen_files = list_audio(generated, skipped)
     if limit:
@@ -216,15 +255,25 @@ def evaluate(
             reference_clips += len(batch)
             suite.update(batch.clips, batch.rates, batch.ids, real=True)
         if not reference_clips:
-            raise UserInputError(f"no usable reference audio in {reference}: FD, FAD and KL need reference clips "
-                                 "(check the path, or leave out --reference to skip those metrics)")
+            raise UserInputError(
+                f"no usable reference audio in {reference}: FD, FAD and KL need reference clips "
+                "(check the path, or leave out --reference to skip those metrics)"
+            )
 
-    rows = {GENERATED_ROW: score_row(suite, iter_folder(gen_files, batch_size, skipped), captions,
-                                     progress_bar(enabled=progress, unit="batch", desc=GENERATED_ROW))}
+    rows = {
+        GENERATED_ROW: score_row(
+            suite,
+            iter_folder(gen_files, batch_size, skipped),
+            captions,
+            progress_bar(enabled=progress, unit="batch", desc=GENERATED_ROW),
+        )
+    }
     if stages is not None:
         for row in stages.rows:
-            rendered = (Batch([*stages.render(row, b.clips, b.rates)], [stages.sample_rate] * len(b), b.ids)
-                        for b in reference_batches(reference, ref_files, batch_size, []))
+            rendered = (
+                Batch([*stages.render(row, b.clips, b.rates)], [stages.sample_rate] * len(b), b.ids)
+                for b in reference_batches(reference, ref_files, batch_size, [])
+            )
             rows[row] = score_row(suite, rendered, captions, progress_bar(enabled=progress, unit="batch", desc=row))
             log.info("scored the %s row (%s)", row, CEILING_ROWS[row])
     results, details, _, resampling = rows[GENERATED_ROW]
@@ -237,8 +286,15 @@ def evaluate(
         suite.random_weights,
         resampling,
         [{"source": s.source, "reason": s.reason} for s in skipped],
-        {"generated": generated, "reference": reference, "reference_kind": ref_kind, "checkpoint": checkpoint,
-         "ceiling_checkpoint": ceiling_checkpoint, "prompts": prompts, "metrics": selected},
+        {
+            "generated": generated,
+            "reference": reference,
+            "reference_kind": ref_kind,
+            "checkpoint": checkpoint,
+            "ceiling_checkpoint": ceiling_checkpoint,
+            "prompts": prompts,
+            "metrics": selected,
+        },
         rows={name: row[0] for name, row in rows.items()},
     )
     json_path, md_path = write_report(report, out_dir)
@@ -255,13 +311,16 @@ def evaluate(
     return report
 
 
-def reference_batches(reference: str, files: dict[str, Path] | None, batch_size: int,
-                      skipped: list[Skipped]) -> Iterator[Batch]:
+def reference_batches(
+    reference: str, files: dict[str, Path] | None, batch_size: int, skipped: list[Skipped]
+) -> Iterator[Batch]:
     """Batches of the reference clips: from ``files`` (a folder's listing) or the shards of ``reference``."""
     return iter_folder(files, batch_size, skipped) if files is not None else iter_shards(reference, batch_size)
 
 
-def score_row(suite: MetricSuite, batches: Iterable[Batch], captions: dict[str, str], bar=None) -> tuple[dict, dict, list, dict]:
+def score_row(
+    suite: MetricSuite, batches: Iterable[Batch], captions: dict[str, str], bar=None
+) -> tuple[dict, dict, list, dict]:
     """Feed one row's clips (with the caption of each id) to ``suite`` as generated audio, compute, and reset
     the suite for the next row (reference features are kept). Returns (results, details, records, resampling).
     ``bar`` (a tqdm bar, closed at the end) counts the batches."""

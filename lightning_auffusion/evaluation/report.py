@@ -73,7 +73,11 @@ def _cell(value: Any, fmt: str) -> str:
 
 
 def _judged_key(key: str) -> str:
-    return key.replace("_clip_accuracy", "_clips") if key.endswith("_clip_accuracy") else key.replace("_accuracy", "_judged")
+    return (
+        key.replace("_clip_accuracy", "_clips")
+        if key.endswith("_clip_accuracy")
+        else key.replace("_accuracy", "_judged")
+    )
 
 
 def breakdown_table(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -108,12 +112,19 @@ def markdown_report(report: dict[str, Any], label: str = "generated") -> str:
         lines += [""] + [f"- {name}: {ROW_DESCRIPTIONS.get(name, name)}" for name in rows if name != label]
     breakdown = breakdown_table(rows)
     if breakdown:
-        title = ("Alignment by attribute, event position (0 = first) and number of events "
-                 "(accuracy, judged count; order and count are judged through the positions):")
+        title = (
+            "Alignment by attribute, event position (0 = first) and number of events "
+            "(accuracy, judged count; order and count are judged through the positions):"
+        )
         lines += ["", title, "", *breakdown]
     if report["comparable_with_published"] and any(c[1] == "fd" for c in cols):
-        lines += ["", "Published (AudioCaps test, from the papers; only comparable on the same test set):", "",
-                  "| model | FD | FAD | KL | IS | CLAP |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Published (AudioCaps test, from the papers; only comparable on the same test set):",
+            "",
+            "| model | FD | FAD | KL | IS | CLAP |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, (fd, fad, kl, is_, clap) in PUBLISHED_AUDIOCAPS:
             lines.append(f"| {name} | {fd} | {fad} | {kl} | {is_} | {clap}% |")
     lines += ["", "## Notes", ""]
@@ -144,8 +155,10 @@ def build_report(
     if details.get("is_splits") not in (None, 10) and "is_mean" in metrics:
         notes.append(f"IS used {details['is_splits']} splits (fewer clips than 10), not the standard 10.")
     if "alignment_accuracy" in metrics:
-        notes.append(f"Alignment: {metrics.get('alignment_attributes_judged', 0)} attributes judged; "
-                     f"{metrics.get('alignment_unparseable', 0)} prompts are not synthetic-grammar captions.")
+        notes.append(
+            f"Alignment: {metrics.get('alignment_attributes_judged', 0)} attributes judged; "
+            f"{metrics.get('alignment_unparseable', 0)} prompts are not synthetic-grammar captions."
+        )
     if metrics.get("uncaptioned"):
         notes.append(f"{metrics['uncaptioned']} generated clips have no prompt: no CLAP score or alignment for them.")
     for what, count in sorted(resampling.items()):
@@ -162,9 +175,11 @@ def build_report(
         if name != "generated":
             notes.append(f"Row {name}: {ROW_DESCRIPTIONS.get(name, name)}, scored with the same metrics.")
     if metrics.get("attention_localisation_tokens"):
-        notes.append(f"Attention localisation over {int(metrics['attention_localisation_tokens'])} content tokens of "
-                     f"{int(metrics['attention_localisation_prompts'])} multi-event prompts; chance "
-                     f"{_cell(metrics.get('attention_localisation_chance'), 'pct')}.")
+        notes.append(
+            f"Attention localisation over {int(metrics['attention_localisation_tokens'])} content tokens of "
+            f"{int(metrics['attention_localisation_prompts'])} multi-event prompts; chance "
+            f"{_cell(metrics.get('attention_localisation_chance'), 'pct')}."
+        )
     return {
         "metrics": metrics,
         "rows": rows,

@@ -63,8 +63,7 @@ class AlignmentAccuracy(Metric):
 
     _FIELDS = ("attributes_true", "attributes_judged", "clips_all_correct", "clips_judged", "clips", "unparseable")
 
-    def __init__(self, loudness: str = "relative", scorer: Scorer | None = None, max_events: int = 3,
-                 **kwargs) -> None:
+    def __init__(self, loudness: str = "relative", scorer: Scorer | None = None, max_events: int = 3, **kwargs) -> None:
         super().__init__(**kwargs)
         if loudness not in ("relative", "absolute"):
             raise ValueError(f"loudness must be 'relative' or 'absolute', got {loudness!r}")
@@ -75,8 +74,14 @@ class AlignmentAccuracy(Metric):
         self._scorer = scorer
         for name in self._FIELDS:
             self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-        sizes = {"attribute_true": len(ATTRIBUTES), "attribute_judged": len(ATTRIBUTES), "event_true": max_events,
-                 "event_judged": max_events, "count_correct": max_events, "count_judged": max_events}
+        sizes = {
+            "attribute_true": len(ATTRIBUTES),
+            "attribute_judged": len(ATTRIBUTES),
+            "event_true": max_events,
+            "event_judged": max_events,
+            "count_correct": max_events,
+            "count_judged": max_events,
+        }
         for name, size in sizes.items():
             self.add_state(name, torch.zeros(size, dtype=torch.float64), dist_reduce_fx="sum")
 
@@ -86,17 +91,32 @@ class AlignmentAccuracy(Metric):
             self._scorer = default_scorer(self.loudness)
         return self._scorer
 
-    def update(self, audio: Tensor | Sequence[np.ndarray], captions: Sequence[str], sample_rate: int,
-               verdicts: Sequence[dict] | None = None) -> None:
+    def update(
+        self,
+        audio: Tensor | Sequence[np.ndarray],
+        captions: Sequence[str],
+        sample_rate: int,
+        verdicts: Sequence[dict] | None = None,
+    ) -> None:
         """Score each clip against its caption; ``verdicts`` (one analyser result per clip) skips the scoring."""
         if len(audio) != len(captions) or (verdicts is not None and len(verdicts) != len(captions)):
             raise ValueError(f"{len(audio)} clips for {len(captions)} captions")
         if verdicts is None:
-            verdicts = [self.scorer(self._array(clip), int(sample_rate), caption)
-                        for clip, caption in zip(audio, captions)]
+            verdicts = [
+                self.scorer(self._array(clip), int(sample_rate), caption) for clip, caption in zip(audio, captions)
+            ]
         counts = dict.fromkeys(self._FIELDS, 0)
-        arrays = {name: torch.zeros_like(getattr(self, name)) for name in
-                  ("attribute_true", "attribute_judged", "event_true", "event_judged", "count_correct", "count_judged")}
+        arrays = {
+            name: torch.zeros_like(getattr(self, name))
+            for name in (
+                "attribute_true",
+                "attribute_judged",
+                "event_true",
+                "event_judged",
+                "count_correct",
+                "count_judged",
+            )
+        }
         for verdict in verdicts:
             counts["clips"] += 1
             if not verdict:
@@ -133,11 +153,22 @@ class AlignmentAccuracy(Metric):
             arrays["count_correct"][events - 1] += int(all_correct)
             arrays["count_judged"][events - 1] += 1
         elif events > self.max_events:
-            log.warning("alignment: a clip with %d events is beyond max_events=%d; only its first %d events are "
-                        "broken down by position", events, self.max_events, self.max_events)
+            log.warning(
+                "alignment: a clip with %d events is beyond max_events=%d; only its first %d events are "
+                "broken down by position",
+                events,
+                self.max_events,
+                self.max_events,
+            )
 
-    def update_batch(self, audio: Tensor, lengths: Tensor, captions: Sequence[str], sample_rate: int,
-                     complete: Tensor | Sequence[bool] | None = None) -> int:
+    def update_batch(
+        self,
+        audio: Tensor,
+        lengths: Tensor,
+        captions: Sequence[str],
+        sample_rate: int,
+        complete: Tensor | Sequence[bool] | None = None,
+    ) -> int:
         """Score the clips of a training-style batch whose window holds the whole clip (``complete``; all
         when None), each cut to its valid ``lengths``; returns how many were scored. Windows cut from
         longer clips are left out: a caption describes the whole clip."""
@@ -151,8 +182,11 @@ class AlignmentAccuracy(Metric):
         """``compute()``'s ratios that were judged at least once, as ``{prefix + key: value}`` (for ``log_dict``)."""
         if not float(self.attributes_judged):
             return {}
-        return {prefix + key: value.float() for key, value in self.compute().items()
-                if key.endswith("accuracy") and not torch.isnan(value)}
+        return {
+            prefix + key: value.float()
+            for key, value in self.compute().items()
+            if key.endswith("accuracy") and not torch.isnan(value)
+        }
 
     @staticmethod
     def _array(clip: Tensor | np.ndarray) -> np.ndarray:

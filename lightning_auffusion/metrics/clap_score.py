@@ -25,8 +25,10 @@ class ClapScore(Metric):
 
     def update(self, audio_embeddings: Tensor, text_embeddings: Tensor) -> None:
         if audio_embeddings.shape != text_embeddings.shape or audio_embeddings.dim() != 2:
-            raise ValueError(f"audio {tuple(audio_embeddings.shape)} and text {tuple(text_embeddings.shape)} "
-                             "embeddings must both be (B, D)")
+            raise ValueError(
+                f"audio {tuple(audio_embeddings.shape)} and text {tuple(text_embeddings.shape)} "
+                "embeddings must both be (B, D)"
+            )
         a = F.normalize(audio_embeddings.detach().double(), dim=-1)
         t = F.normalize(text_embeddings.detach().double(), dim=-1)
         self.cosine_sum += (a * t).sum().to(self.cosine_sum.device)

@@ -35,8 +35,10 @@ def trace_sqrt_product(sigma1: Tensor, sigma2: Tensor) -> Tensor:
 def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -> Tensor:
     """Frechet distance of N(mu1, sigma1) and N(mu2, sigma2), a float64 scalar tensor."""
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
-        raise ValueError(f"shape mismatch: means {tuple(mu1.shape)} vs {tuple(mu2.shape)}, "
-                         f"covariances {tuple(sigma1.shape)} vs {tuple(sigma2.shape)}")
+        raise ValueError(
+            f"shape mismatch: means {tuple(mu1.shape)} vs {tuple(mu2.shape)}, "
+            f"covariances {tuple(sigma1.shape)} vs {tuple(sigma2.shape)}"
+        )
     diff = mu1.double() - mu2.double()
     return diff @ diff + sigma1.double().trace() + sigma2.double().trace() - 2 * trace_sqrt_product(sigma1, sigma2)
 

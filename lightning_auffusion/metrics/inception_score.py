@@ -49,8 +49,15 @@ class InceptionScore(Metric):
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, num_classes: int = 527, splits: int = 10, seed: int = 2020, shuffle: bool = True,
-                 file_suffix: str = ".wav", **kwargs) -> None:
+    def __init__(
+        self,
+        num_classes: int = 527,
+        splits: int = 10,
+        seed: int = 2020,
+        shuffle: bool = True,
+        file_suffix: str = ".wav",
+        **kwargs,
+    ) -> None:
         """``file_suffix``: ids are file stems; clips are ordered by ``id + file_suffix``, the file names the
         toolbox sorts before its seeded shuffle."""
         super().__init__(**kwargs)
@@ -95,7 +102,11 @@ class InceptionScore(Metric):
             raise ValueError("InceptionScore has no generated clips")
         self.splits_used = min(self.splits, n)
         if self.splits_used < self.splits:
-            log.warning("IS: %d clips < %d splits; using %d splits (not comparable with a 10-split score)",
-                        n, self.splits, self.splits_used)
+            log.warning(
+                "IS: %d clips < %d splits; using %d splits (not comparable with a 10-split score)",
+                n,
+                self.splits,
+                self.splits_used,
+            )
         mean, std = inception_score(logits, self.splits_used, self.seed if self.shuffle else None)
         return torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64)

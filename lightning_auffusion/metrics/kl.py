@@ -56,8 +56,9 @@ class PairingReport:
         return "; ".join(parts)
 
 
-def kl_ref_to_gen(reference_logits: Tensor, generated_logits: Tensor, eps: float = 1e-6,
-                  activation: str = "softmax") -> Tensor:
+def kl_ref_to_gen(
+    reference_logits: Tensor, generated_logits: Tensor, eps: float = 1e-6, activation: str = "softmax"
+) -> Tensor:
     """Per-pair KL(a(reference) || a(generated) + eps) in float64, shape (N,), with ``a`` softmax over the
     classes or the element-wise sigmoid (the toolbox's two variants)."""
     if activation not in ("softmax", "sigmoid"):
@@ -86,8 +87,14 @@ class KLDivergence(Metric):
     higher_is_better = False
     full_state_update = False
 
-    def __init__(self, num_classes: int = 527, eps: float = 1e-6, on_unpaired: str = "report",
-                 reset_real_features: bool = True, **kwargs) -> None:
+    def __init__(
+        self,
+        num_classes: int = 527,
+        eps: float = 1e-6,
+        on_unpaired: str = "report",
+        reset_real_features: bool = True,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         if on_unpaired not in ("report", "error"):
             raise ValueError(f"on_unpaired must be 'report' or 'error', got {on_unpaired!r}")

@@ -96,8 +96,9 @@ class AttentionLocalisation(Metric):
         """Whether a prompt with these token assignments is scored (else it counts as skipped)."""
         return n_events >= self.min_events and any(e is not None for e in token_events)
 
-    def update(self, profiles: Tensor, token_events: Sequence[int | None], n_events: int,
-               kept_frames: int | None = None) -> None:
+    def update(
+        self, profiles: Tensor, token_events: Sequence[int | None], n_events: int, kept_frames: int | None = None
+    ) -> None:
         """Score one prompt (per-token credits: :func:`token_localisation`)."""
         if not self.scores(token_events, n_events):
             self.skipped += 1
@@ -113,7 +114,9 @@ class AttentionLocalisation(Metric):
         tokens = float(self.tokens)
         nan = torch.tensor(float("nan"), dtype=torch.float64)
         if not tokens:
-            log.warning("attention localisation: no multi-event prompt with content tokens (%d skipped)", int(self.skipped))
+            log.warning(
+                "attention localisation: no multi-event prompt with content tokens (%d skipped)", int(self.skipped)
+            )
         return {
             "localisation": self.credit / tokens if tokens else nan,
             "chance": self.chance_sum / tokens if tokens else nan,

@@ -50,8 +50,14 @@ def build_clap(backend: str, weights_dir, download: bool, allow_random: bool, de
         raise ValueError(f"clap_backend must be 'auto', 'transformers' or 'laion_clap', got {backend!r}")
     if backend == "laion_clap" or (backend == "auto" and lc.laion_clap_available(weights_dir=weights_dir)):
         return lc.load_laion_clap(weights_dir=weights_dir, download=download, device=device, batch_size=batch_size)
-    return load_clap(weights_dir=weights_dir, download=download, allow_random=allow_random, device=device,
-                     batch_size=batch_size, pad_mode=pad_mode)
+    return load_clap(
+        weights_dir=weights_dir,
+        download=download,
+        allow_random=allow_random,
+        device=device,
+        batch_size=batch_size,
+        pad_mode=pad_mode,
+    )
 
 
 def alignment_results(metric: AlignmentAccuracy, prefix: str = "alignment_") -> dict[str, float | int | None]:
@@ -96,7 +102,7 @@ class MetricSuite:
         self.statuses: dict[str, WeightStatus] = {}
         load = {"weights_dir": weights_dir, "download": download, "allow_random": allow_random_weights}
         if not allow_random_weights:  # every missing file in one error, before building anything
-            needed = (["cnn14_16k"] if cnn14 is None and any(m in self.names for m in CNN14_METRICS) else [])
+            needed = ["cnn14_16k"] if cnn14 is None and any(m in self.names for m in CNN14_METRICS) else []
             needed += ["vggish"] if vggish is None and "fad" in self.names else []
             check_present(needed, weights_dir, download)
         self.cnn14 = self.vggish = self.clap = None
@@ -112,8 +118,9 @@ class MetricSuite:
             self.vggish = vggish
         if "clap" in self.names:
             if clap is None:
-                clap, self.statuses["CLAP"] = build_clap(clap_backend, weights_dir, download, allow_random_weights,
-                                                         self.device, batch_size, clap_pad_mode)
+                clap, self.statuses["CLAP"] = build_clap(
+                    clap_backend, weights_dir, download, allow_random_weights, self.device, batch_size, clap_pad_mode
+                )
             self.clap = clap
         self.clap_pad_mode = clap_pad_mode
         keep = {"reset_real_features": not keep_reference}
@@ -234,9 +241,12 @@ class MetricSuite:
             out["kl"] = self._safe("kl", lambda: float(self.metrics["kl"].compute()))
             out["kl_sigmoid"] = None if out["kl"] is None else float(self.metrics["kl"].last_sigmoid)
             report = self.metrics["kl"].last_pairing
-            self.details["kl_pairing"] = {"pairs": report.pairs, "summary": report.summary(),
-                                          "unpaired_generated": report.unpaired_generated,
-                                          "unpaired_reference": report.unpaired_reference}
+            self.details["kl_pairing"] = {
+                "pairs": report.pairs,
+                "summary": report.summary(),
+                "unpaired_generated": report.unpaired_generated,
+                "unpaired_reference": report.unpaired_reference,
+            }
         if "is" in self.metrics:
             score = self._safe("is", lambda: tuple(float(v) for v in self.metrics["is"].compute()))
             out["is_mean"], out["is_std"] = score if score else (None, None)

@@ -45,8 +45,13 @@ def describe(trials: list[Trial], root: Path) -> str:
     return "\n".join(lines)
 
 
-def make_trial_function(spec: SweepSpec, base: list[str], output: str | None, checkpoint: str | None = None,
-                        command: Callable[[list[str], Path], int] | None = None) -> Callable[[], dict]:
+def make_trial_function(
+    spec: SweepSpec,
+    base: list[str],
+    output: str | None,
+    checkpoint: str | None = None,
+    command: Callable[[list[str], Path], int] | None = None,
+) -> Callable[[], dict]:
     """The function ``wandb.agent`` calls once per trial.
 
     It opens the agent's run (``wandb.init()`` gets the controller's parameter values in ``wandb.config``),
@@ -87,8 +92,16 @@ def _final_metrics(trial_dir: Path) -> dict[str, Any]:
     return {f"eval/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
-def run_wandb(spec: SweepSpec, base: list[str], output: str | None, checkpoint: str | None, count: int | None,
-              project: str | None, entity: str | None, sweep_id: str | None) -> str:
+def run_wandb(
+    spec: SweepSpec,
+    base: list[str],
+    output: str | None,
+    checkpoint: str | None,
+    count: int | None,
+    project: str | None,
+    entity: str | None,
+    sweep_id: str | None,
+) -> str:
     """Register the sweep with W&B's controller (unless ``sweep_id`` joins an existing one) and run an agent."""
     import wandb
 
@@ -96,10 +109,19 @@ def run_wandb(spec: SweepSpec, base: list[str], output: str | None, checkpoint: 
     entity = entity or spec.raw.get("entity")
     if sweep_id is None:
         sweep_id = wandb.sweep(wandb_sweep_config(spec), project=project, entity=entity)
-        log.info("registered W&B sweep %s; more agents: python -m lightning_auffusion sweep --sweep ... "
-                 "--backend wandb --sweep_id %s", sweep_id, sweep_id)
-    wandb.agent(sweep_id, function=make_trial_function(spec, base, output, checkpoint), count=count,
-                project=project, entity=entity)
+        log.info(
+            "registered W&B sweep %s; more agents: python -m lightning_auffusion sweep --sweep ... "
+            "--backend wandb --sweep_id %s",
+            sweep_id,
+            sweep_id,
+        )
+    wandb.agent(
+        sweep_id,
+        function=make_trial_function(spec, base, output, checkpoint),
+        count=count,
+        project=project,
+        entity=entity,
+    )
     return sweep_id
 
 

@@ -36,9 +36,11 @@ log = logging.getLogger(__name__)
 
 CEILING_STYLE = {"ceiling_vocoder": "#555555", "ceiling_vae_vocoder": "#999999"}
 CURVE_KEYS = ("train/loss", "val/loss")
-RANDOM_NOTICE = ("Some reports were made with random extractor weights: their FD, FAD, KL, IS and CLAP only show "
-                 "that the pipeline runs and are not comparable with published numbers, so the paper's Table 2 "
-                 "rows are not drawn. The synthetic alignment accuracy does not depend on these weights.")
+RANDOM_NOTICE = (
+    "Some reports were made with random extractor weights: their FD, FAD, KL, IS and CLAP only show "
+    "that the pipeline runs and are not comparable with published numbers, so the paper's Table 2 "
+    "rows are not drawn. The synthetic alignment accuracy does not depend on these weights."
+)
 
 
 def _colors(runs: list[Run]) -> dict[str, str]:
@@ -55,8 +57,15 @@ def runs_table_rows(runs: list[Run]) -> tuple[list[str], list[str], list[list]]:
     rows = []
     for r in runs:
         best = [r.best(c[1]) for c in curved]
-        rows.append([r.name, r.status + (f": {r.error}" if r.error else ""), *[r.params.get(p) for p in params],
-                     *[r.final.get(c[1]) for c in cols], *best])
+        rows.append(
+            [
+                r.name,
+                r.status + (f": {r.error}" if r.error else ""),
+                *[r.params.get(p) for p in params],
+                *[r.final.get(c[1]) for c in cols],
+                *best,
+            ]
+        )
     return headers, kinds, rows
 
 
@@ -67,15 +76,22 @@ def _html_runs_table(runs: list[Run], colors: dict[str, str]) -> str:
         cells = []
         for kind, value in zip(kinds, row):
             if kind == "name":
-                cells.append((f'<span class="swatch" style="background:{colors[run.name]}"></span> {H.esc(value)}', value, True))
+                cells.append(
+                    (f'<span class="swatch" style="background:{colors[run.name]}"></span> {H.esc(value)}', value, True)
+                )
             elif kind == "status":
                 cls = ' class="failed"' if run.status == "failed" else ""
                 cells.append((f"<span{cls}>{H.esc(value)}</span>", value, True))
             elif kind == "param":
                 cells.append((H.esc(H.short_param(value)), H.short_param(value), True))
             elif kind == "best":
-                cells.append((H.esc("n/a" if value is None else f"{H.fmt(value[0])} @ {value[1]}"),
-                              "" if value is None else value[0], False))
+                cells.append(
+                    (
+                        H.esc("n/a" if value is None else f"{H.fmt(value[0])} @ {value[1]}"),
+                        "" if value is None else value[0],
+                        False,
+                    )
+                )
             else:
                 cells.append((H.esc(H.fmt(value, kind)), "" if value is None else value, False))
         body.append(cells)
@@ -103,7 +119,9 @@ def _references(runs: list[Run], key: str) -> list[tuple[str, float, str]]:
 def _bar_charts(runs: list[Run], colors: dict[str, str]) -> str:
     charts = []
     for title, key, kind in metric_columns(runs):
-        bars = [(r.name, float(r.final[key]), colors[r.name]) for r in runs if isinstance(r.final.get(key), (int, float))]
+        bars = [
+            (r.name, float(r.final[key]), colors[r.name]) for r in runs if isinstance(r.final.get(key), (int, float))
+        ]
         charts.append(H.bar_chart(title, bars, _references(runs, key), kind))
     return f'<div class="charts">{"".join(charts)}</div>' if charts else ""
 
@@ -112,8 +130,9 @@ def _heat_map(runs: list[Run]) -> str:
     cols = breakdown_columns(runs)
     if not cols:
         return ""
-    rows = [[(H.esc(r.name), r.name, True), *[(H.heat_cell(r.final.get(k)), None, False) for _, k in cols]]
-            for r in runs]
+    rows = [
+        [(H.esc(r.name), r.name, True), *[(H.heat_cell(r.final.get(k)), None, False) for _, k in cols]] for r in runs
+    ]
     return H.table([("run", True), *[(t, False) for t, _ in cols]], rows, "alignment-heat-map")
 
 
@@ -149,25 +168,43 @@ def markdown_summary(runs: list[Run], title: str) -> str:
             return "n/a" if value is None else f"{H.fmt(value[0])} @ {value[1]}"
         return str(value) if kind in ("name", "status") else H.fmt(value, kind)
 
-    lines = [f"# {title}", "", f"{len(runs)} runs. Open `index.html` beside this file for charts, curves and media.", ""]
+    lines = [
+        f"# {title}",
+        "",
+        f"{len(runs)} runs. Open `index.html` beside this file for charts, curves and media.",
+        "",
+    ]
     if any(r.comparable is False for r in runs):
         lines += [f"> {RANDOM_NOTICE}", ""]
     lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(k, v).replace("|", "/") for k, v in zip(kinds, row)) + " |" for row in rows]
     bcols = breakdown_columns(runs)
     if bcols:
-        lines += ["", "Alignment by attribute, event position and number of events:", "",
-                  "| run | " + " | ".join(t for t, _ in bcols) + " |", "|---|" + "---|" * len(bcols)]
+        lines += [
+            "",
+            "Alignment by attribute, event position and number of events:",
+            "",
+            "| run | " + " | ".join(t for t, _ in bcols) + " |",
+            "|---|" + "---|" * len(bcols),
+        ]
         lines += [f"| {r.name} | " + " | ".join(H.fmt(r.final.get(k), "pct") for _, k in bcols) + " |" for r in runs]
     if runs and all(r.comparable for r in runs if r.rows) and any(c[1] in PUBLISHED_KEYS for c in cols):
-        lines += ["", "The paper's Table 2 (AudioCaps test; comparable only on the same test set):", "",
-                  "| model | FD | FAD | KL | IS | CLAP |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "The paper's Table 2 (AudioCaps test; comparable only on the same test set):",
+            "",
+            "| model | FD | FAD | KL | IS | CLAP |",
+            "|---|---|---|---|---|---|",
+        ]
         lines += [f"| {n} | {v[0]} | {v[1]} | {v[2]} | {v[3]} | {v[4]}% |" for n, v in PUBLISHED_TABLE2]
     failed = [r for r in runs if r.status == "failed"]
     if failed:
         lines += ["", "Failed runs:", ""] + [f"- {r.name}: {r.error}" for r in failed]
     media = sum(len(r.media) for r in runs)
-    lines += ["", f"Media: {media} generated clips with spectrograms/attention maps over {len(prompts_by_run(runs, _colors(runs)))} prompts."]
+    lines += [
+        "",
+        f"Media: {media} generated clips with spectrograms/attention maps over {len(prompts_by_run(runs, _colors(runs)))} prompts.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -181,16 +218,25 @@ def log_wandb_tables(runs: list[Run], project: str, name: str, entity: str | Non
     tables = {"dashboard/runs": wandb.Table(columns=headers, data=plain)}
     bcols = breakdown_columns(runs)
     if bcols:
-        tables["dashboard/alignment"] = wandb.Table(columns=["run", *[t for t, _ in bcols]],
-                                                    data=[[r.name, *[r.final.get(k) for _, k in bcols]] for r in runs])
+        tables["dashboard/alignment"] = wandb.Table(
+            columns=["run", *[t for t, _ in bcols]], data=[[r.name, *[r.final.get(k) for _, k in bcols]] for r in runs]
+        )
     media = []
     for prompt, cards in prompts_by_run(runs, _colors(runs)).items():
         for run_name, _, item in cards:
-            media.append([prompt, run_name, wandb.Audio(str(item["wav"])),
-                          wandb.Image(str(item["png"])) if item.get("png") else None,
-                          wandb.Image(str(item["attention"])) if item.get("attention") else None])
+            media.append(
+                [
+                    prompt,
+                    run_name,
+                    wandb.Audio(str(item["wav"])),
+                    wandb.Image(str(item["png"])) if item.get("png") else None,
+                    wandb.Image(str(item["attention"])) if item.get("attention") else None,
+                ]
+            )
     if media:
-        tables["dashboard/media"] = wandb.Table(columns=["prompt", "run", "audio", "spectrogram", "attention"], data=media)
+        tables["dashboard/media"] = wandb.Table(
+            columns=["prompt", "run", "audio", "spectrogram", "attention"], data=media
+        )
     run.log(tables)
     run.finish()
 
@@ -233,9 +279,13 @@ def dashboard(
     link = H.MediaWriter(out, media)
     notices = [RANDOM_NOTICE] if any(r.comparable is False for r in collected) else []
     notices += [f"{r.name} failed: {r.error}" for r in collected if r.status == "failed"]
-    sections = [("runs", _html_runs_table(collected, colors)), ("metrics", _bar_charts(collected, colors)),
-                ("alignment-by-attribute", _heat_map(collected)), ("curves", _curves(collected, colors)),
-                ("samples", H.media_section(prompts_by_run(collected, colors), link))]
+    sections = [
+        ("runs", _html_runs_table(collected, colors)),
+        ("metrics", _bar_charts(collected, colors)),
+        ("alignment-by-attribute", _heat_map(collected)),
+        ("curves", _curves(collected, colors)),
+        ("samples", H.media_section(prompts_by_run(collected, colors), link)),
+    ]
     page = out / "index.html"
     page.write_text(H.page(title, sections, notices), encoding="utf-8")
     (out / "summary.md").write_text(markdown_summary(collected, title), encoding="utf-8")

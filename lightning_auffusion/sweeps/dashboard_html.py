@@ -11,8 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
-           "#17becf")
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 MIME = {".png": "image/png", ".wav": "audio/wav", ".jpg": "image/jpeg", ".flac": "audio/flac"}
 
 CSS = """
@@ -82,8 +81,7 @@ class MediaWriter:
         return target.relative_to(self.output).as_posix()
 
 
-def bar_chart(title: str, bars: list[tuple[str, float, str]], refs: list[tuple[str, float, str]],
-              kind: str) -> str:
+def bar_chart(title: str, bars: list[tuple[str, float, str]], refs: list[tuple[str, float, str]], kind: str) -> str:
     """A horizontal bar chart (SVG): one bar per run, dashed reference lines (published rows, ceilings)."""
     values = [v for _, v, _ in bars] + [v for _, v, _ in refs]
     if not values:
@@ -92,19 +90,25 @@ def bar_chart(title: str, bars: list[tuple[str, float, str]], refs: list[tuple[s
     width, left, row = 420, 150, 18
     height = 34 + row * len(bars) + 14 * len(refs)
     scale = (width - left - 50) / top
-    parts = [f'<svg class="chart" width="{width}" height="{height}" role="img" aria-label="{esc(title)}">',
-             f'<text x="6" y="16" font-size="13" font-weight="bold">{esc(title)}</text>']
+    parts = [
+        f'<svg class="chart" width="{width}" height="{height}" role="img" aria-label="{esc(title)}">',
+        f'<text x="6" y="16" font-size="13" font-weight="bold">{esc(title)}</text>',
+    ]
     for i, (label, value, color) in enumerate(bars):
         y = 26 + i * row
-        parts.append(f'<text x="{left - 4}" y="{y + 12}" font-size="11" text-anchor="end">{esc(label[:24])}</text>'
-                     f'<rect x="{left}" y="{y}" width="{max(value, 0) * scale:.1f}" height="{row - 4}" fill="{color}"/>'
-                     f'<text x="{left + max(value, 0) * scale + 3:.1f}" y="{y + 12}" font-size="10">{esc(fmt(value, kind))}</text>')
+        parts.append(
+            f'<text x="{left - 4}" y="{y + 12}" font-size="11" text-anchor="end">{esc(label[:24])}</text>'
+            f'<rect x="{left}" y="{y}" width="{max(value, 0) * scale:.1f}" height="{row - 4}" fill="{color}"/>'
+            f'<text x="{left + max(value, 0) * scale + 3:.1f}" y="{y + 12}" font-size="10">{esc(fmt(value, kind))}</text>'
+        )
     base = 26 + row * len(bars)
     for j, (label, value, color) in enumerate(refs):
         x = left + value * scale
-        parts.append(f'<line x1="{x:.1f}" y1="22" x2="{x:.1f}" y2="{base}" stroke="{color}" stroke-dasharray="4,3"/>'
-                     f'<text x="{left}" y="{base + 11 + 14 * j}" font-size="10" fill="{color}">- - {esc(label)}: '
-                     f'{esc(fmt(value, kind))}</text>')
+        parts.append(
+            f'<line x1="{x:.1f}" y1="22" x2="{x:.1f}" y2="{base}" stroke="{color}" stroke-dasharray="4,3"/>'
+            f'<text x="{left}" y="{base + 11 + 14 * j}" font-size="10" fill="{color}">- - {esc(label)}: '
+            f"{esc(fmt(value, kind))}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -120,22 +124,28 @@ def line_chart(title: str, series: list[tuple[str, str, list[tuple[int, float]]]
     x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1e-9)
 
     def xy(step: int, value: float) -> str:
-        return (f"{pad + (step - x0) / (x1 - x0) * (width - pad - 10):.1f},"
-                f"{height - pad + 10 - (value - y0) / (y1 - y0) * (height - pad - 20):.1f}")
+        return (
+            f"{pad + (step - x0) / (x1 - x0) * (width - pad - 10):.1f},"
+            f"{height - pad + 10 - (value - y0) / (y1 - y0) * (height - pad - 20):.1f}"
+        )
 
-    parts = [f'<svg class="chart" width="{width}" height="{height}" role="img" aria-label="{esc(title)}">',
-             f'<text x="6" y="14" font-size="13" font-weight="bold">{esc(title)}</text>',
-             f'<text x="{pad}" y="{height - 12}" font-size="10">step {x0}</text>',
-             f'<text x="{width - 10}" y="{height - 12}" font-size="10" text-anchor="end">{x1}</text>',
-             f'<text x="2" y="30" font-size="10">{esc(fmt(y1))}</text>',
-             f'<text x="2" y="{height - pad + 10}" font-size="10">{esc(fmt(y0))}</text>']
+    parts = [
+        f'<svg class="chart" width="{width}" height="{height}" role="img" aria-label="{esc(title)}">',
+        f'<text x="6" y="14" font-size="13" font-weight="bold">{esc(title)}</text>',
+        f'<text x="{pad}" y="{height - 12}" font-size="10">step {x0}</text>',
+        f'<text x="{width - 10}" y="{height - 12}" font-size="10" text-anchor="end">{x1}</text>',
+        f'<text x="2" y="30" font-size="10">{esc(fmt(y1))}</text>',
+        f'<text x="2" y="{height - pad + 10}" font-size="10">{esc(fmt(y0))}</text>',
+    ]
     for label, color, pts in series:
         if len(pts) == 1:
             cx, cy = xy(*pts[0]).split(",")
             parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{color}"><title>{esc(label)}</title></circle>')
         elif pts:
-            parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
-                         f'points="{" ".join(xy(s, v) for s, v in pts)}"><title>{esc(label)}</title></polyline>')
+            parts.append(
+                f'<polyline fill="none" stroke="{color}" stroke-width="1.5" '
+                f'points="{" ".join(xy(s, v) for s, v in pts)}"><title>{esc(label)}</title></polyline>'
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -150,19 +160,30 @@ def heat_cell(value: Any) -> str:
 def table(headers: list[tuple[str, bool]], rows: list[list[tuple[str, Any, bool]]], table_id: str) -> str:
     """A sortable table: headers (title, left-aligned); cells (shown html, sort value, left-aligned)."""
     head = "".join(f'<th data-sort="1" class="{"l" if left else ""}">{esc(t)}</th>' for t, left in headers)
-    body = "".join("<tr>" + "".join(
-        c if c.startswith("<td") else f'<td class="{"l" if left else ""}" data-v="{esc(v)}">{c}</td>'
-        for c, v, left in row) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            c if c.startswith("<td") else f'<td class="{"l" if left else ""}" data-v="{esc(v)}">{c}</td>'
+            for c, v, left in row
+        )
+        + "</tr>"
+        for row in rows
+    )
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def page(title: str, sections: list[tuple[str, str]], notices: list[str]) -> str:
     body = "".join(f'<div class="notice">{esc(n)}</div>' for n in notices)
-    body += "".join(f'<h2 id="{esc(sid)}">{esc(sid.replace("-", " ").capitalize())}</h2>{content}'
-                    for sid, content in sections if content)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
-            f'<style>{CSS}</style><script>{SCRIPT}</script></head><body><h1>{esc(title)}</h1>'
-            f'<p id="audio-status">audio not checked yet</p>{body}</body></html>\n')
+    body += "".join(
+        f'<h2 id="{esc(sid)}">{esc(sid.replace("-", " ").capitalize())}</h2>{content}'
+        for sid, content in sections
+        if content
+    )
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+        f"<style>{CSS}</style><script>{SCRIPT}</script></head><body><h1>{esc(title)}</h1>"
+        f'<p id="audio-status">audio not checked yet</p>{body}</body></html>\n'
+    )
 
 
 def media_section(prompts: dict[str, list[tuple[str, str, dict]]], link: Callable[[Path, str], str]) -> str:
@@ -171,13 +192,17 @@ def media_section(prompts: dict[str, list[tuple[str, str, dict]]], link: Callabl
     for prompt, cards in prompts.items():
         items = []
         for run_name, color, item in cards:
-            parts = [f'<div class="card"><span class="swatch" style="background:{color}"></span> <b>{esc(run_name)}</b>']
+            parts = [
+                f'<div class="card"><span class="swatch" style="background:{color}"></span> <b>{esc(run_name)}</b>'
+            ]
             if item.get("png"):
                 parts.append(f'<img alt="spectrogram {esc(run_name)}" src="{link(item["png"], run_name)}">')
             if item.get("attention"):
                 parts.append(f'<img alt="attention {esc(run_name)}" src="{link(item["attention"], run_name)}">')
-            parts.append(f'<audio controls preload="metadata" title="{esc(run_name)}: {esc(prompt)}" '
-                         f'src="{link(item["wav"], run_name)}"></audio></div>')
+            parts.append(
+                f'<audio controls preload="metadata" title="{esc(run_name)}: {esc(prompt)}" '
+                f'src="{link(item["wav"], run_name)}"></audio></div>'
+            )
             items.append("".join(parts))
         out.append(f'<h3>{esc(prompt)}</h3><div class="media">{"".join(items)}</div>')
     return "".join(out)

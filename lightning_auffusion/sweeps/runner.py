@@ -76,8 +76,13 @@ def run_command(argv: list[str], log_path: Path) -> int:
         fh.write(f"$ python -m lightning_auffusion {' '.join(argv)}\n")
         fh.flush()
         preexec = _die_with_parent if sys.platform.startswith("linux") else None
-        return subprocess.run([sys.executable, "-m", "lightning_auffusion", *argv], stdout=fh,
-                              stderr=subprocess.STDOUT, preexec_fn=preexec, check=False).returncode
+        return subprocess.run(
+            [sys.executable, "-m", "lightning_auffusion", *argv],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec,
+            check=False,
+        ).returncode
 
 
 def error_line(log_path: Path, tail: int = 30) -> tuple[str, str]:
@@ -101,8 +106,13 @@ def _redirect_outputs(item: dict[str, Any], trial_dir: Path, logger: bool = Fals
     return {**item, "init_args": args}
 
 
-def fit_config(config: dict[str, Any], trial_dir: Path, sweep_name: str, trial_name: str,
-               logger_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def fit_config(
+    config: dict[str, Any],
+    trial_dir: Path,
+    sweep_name: str,
+    trial_name: str,
+    logger_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The trial's fit config: every output path of the base config moved into ``trial_dir``, a checkpoint
     with ``last.ckpt`` ensured (the resume point), the W&B logger named after the trial and grouped by sweep,
     and the ``MetricsLogCallback`` added."""
@@ -116,14 +126,18 @@ def fit_config(config: dict[str, Any], trial_dir: Path, sweep_name: str, trial_n
         for item in logger if isinstance(logger, list) else [logger]:
             item = _redirect_outputs(item, trial_dir, logger=True) if isinstance(item, dict) else item
             if _class_name(item).endswith("WandbLogger"):
-                item["init_args"].update({"name": trial_name, "group": sweep_name, "save_dir": str(trial_dir),
-                                          **(logger_overrides or {})})
+                item["init_args"].update(
+                    {"name": trial_name, "group": sweep_name, "save_dir": str(trial_dir), **(logger_overrides or {})}
+                )
             loggers.append(item)
         trainer["logger"] = loggers if isinstance(logger, list) else loggers[0]
     callbacks = trainer.get("callbacks") or []
     callbacks = [callbacks] if isinstance(callbacks, dict) else list(callbacks)
-    callbacks = [_redirect_outputs(c, trial_dir) if isinstance(c, dict) else c for c in callbacks
-                 if _class_name(c) != METRICS_LOG_CLASS]
+    callbacks = [
+        _redirect_outputs(c, trial_dir) if isinstance(c, dict) else c
+        for c in callbacks
+        if _class_name(c) != METRICS_LOG_CLASS
+    ]
     checkpoints = [c for c in callbacks if _class_name(c).endswith("ModelCheckpoint")]
     if not checkpoints:
         callbacks.append({"class_path": CHECKPOINT_CLASS, "init_args": {}})
@@ -174,8 +188,14 @@ class TrialRunner:
     in-process stand-in.
     """
 
-    def __init__(self, spec: SweepSpec, base: dict[str, Any], root: Path, checkpoint: str | None = None,
-                 command: Callable[[list[str], Path], int] | None = None) -> None:
+    def __init__(
+        self,
+        spec: SweepSpec,
+        base: dict[str, Any],
+        root: Path,
+        checkpoint: str | None = None,
+        command: Callable[[list[str], Path], int] | None = None,
+    ) -> None:
         self.spec, self.base, self.root, self.checkpoint = spec, base, root, checkpoint
         self.command = command
 
@@ -195,9 +215,16 @@ class TrialRunner:
             log.info("trial %s: done already, skipped", trial.name)
             return status
         fit, evaluate, media = split_trial(self.base, self.spec, trial)
-        status = {"name": trial.name, "index": trial.index, "params": trial.params, "status": "running",
-                  "stages_done": [s for s in status.get("stages_done", [])], "attempts": status.get("attempts", 0) + 1,
-                  "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "error": None}
+        status = {
+            "name": trial.name,
+            "index": trial.index,
+            "params": trial.params,
+            "status": "running",
+            "stages_done": [s for s in status.get("stages_done", [])],
+            "attempts": status.get("attempts", 0) + 1,
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "error": None,
+        }
         write_status(trial_dir, status)
         checkpoint = self.checkpoint or str(trial_dir / "checkpoints" / "last.ckpt")
         for stage in self.stages(evaluate, media):
@@ -213,8 +240,13 @@ class TrialRunner:
             code = (self.command or run_command)(argv, trial_dir / f"{stage}.log")
             if code != 0:
                 summary, tail = error_line(trial_dir / f"{stage}.log")
-                status.update(status="failed", failed_stage=stage, error=f"{stage} exited with {code}: {summary}",
-                              log_tail=tail, finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                status.update(
+                    status="failed",
+                    failed_stage=stage,
+                    error=f"{stage} exited with {code}: {summary}",
+                    log_tail=tail,
+                    finished_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                )
                 write_status(trial_dir, status)
                 log.error("trial %s failed in %s: %s (see %s)", trial.name, stage, summary, trial_dir / f"{stage}.log")
                 return status
@@ -237,8 +269,13 @@ class TrialRunner:
         return argv
 
     def _media_argv(self, trial_dir: Path, media: dict, evaluate: dict, checkpoint: str) -> list[str]:
-        options = {"attention_maps": True, **{k: evaluate[k] for k in SAMPLING_KEYS if k in evaluate}, **media,
-                   "checkpoint": checkpoint, "output_dir": str(trial_dir / "samples")}
+        options = {
+            "attention_maps": True,
+            **{k: evaluate[k] for k in SAMPLING_KEYS if k in evaluate},
+            **media,
+            "checkpoint": checkpoint,
+            "output_dir": str(trial_dir / "samples"),
+        }
         options.setdefault("device", evaluate.get("device", "auto"))
         return ["generate", "--config", str(_write_yaml(trial_dir / "media.yaml", options))]
 
@@ -253,7 +290,9 @@ def check_trials(spec: SweepSpec, trials: list[Trial], checkpoint: str | None, b
     if checkpoint:
         wrong = sorted({k for t in trials for k in t.params if k.split(".")[0] not in ("evaluate", "media")})
         if wrong:
-            raise SweepError(f"--checkpoint sweeps sampling only (evaluate.* / media.* parameters); {wrong} need training")
+            raise SweepError(
+                f"--checkpoint sweeps sampling only (evaluate.* / media.* parameters); {wrong} need training"
+            )
         if not spec.evaluate and not any(k.split(".")[0] == "evaluate" for t in trials for k in t.params):
             raise SweepError("an evaluation-time sweep needs an 'evaluate' block (prompts, reference, metrics)")
         if not Path(checkpoint).is_file():
@@ -265,8 +304,14 @@ def check_trials(spec: SweepSpec, trials: list[Trial], checkpoint: str | None, b
         raise SweepError("two trials got the same folder name; shorten or distinguish the parameter values")
 
 
-def run_local(spec: SweepSpec, trials: list[Trial], base: list[str], root: Path, checkpoint: str | None = None,
-              command: Callable[[list[str], Path], int] | None = None) -> list[dict[str, Any]]:
+def run_local(
+    spec: SweepSpec,
+    trials: list[Trial],
+    base: list[str],
+    root: Path,
+    checkpoint: str | None = None,
+    command: Callable[[list[str], Path], int] | None = None,
+) -> list[dict[str, Any]]:
     """Run ``trials`` in turn under ``root``; returns each trial's final status."""
     runner = TrialRunner(spec, load_config_files(base) if not checkpoint else {}, root, checkpoint, command)
     root.mkdir(parents=True, exist_ok=True)
@@ -274,8 +319,13 @@ def run_local(spec: SweepSpec, trials: list[Trial], base: list[str], root: Path,
     results = []
     for trial in trials:
         results.append(runner.run(trial))
-        summary = {"name": spec.name, "method": spec.method, "base": base, "checkpoint": checkpoint,
-                   "trials": [{k: r.get(k) for k in ("name", "index", "status", "error", "params")} for r in results]}
+        summary = {
+            "name": spec.name,
+            "method": spec.method,
+            "base": base,
+            "checkpoint": checkpoint,
+            "trials": [{k: r.get(k) for k in ("name", "index", "status", "error", "params")} for r in results],
+        }
         summary_path.write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return results
 

@@ -41,7 +41,7 @@ class Run:
         """The generated row of the report, else the last value of each ``eval/`` curve."""
         if "generated" in self.rows:
             return self.rows["generated"]
-        return {k[len("eval/"):]: v[-1][1] for k, v in self.curves.items() if k.startswith("eval/") and v}
+        return {k[len("eval/") :]: v[-1][1] for k, v in self.curves.items() if k.startswith("eval/") and v}
 
     def best(self, key: str) -> tuple[float, int] | None:
         """(best value, its step) of curve ``eval/<key>`` (lower is better for FD, FAD, KL and losses)."""
@@ -54,8 +54,12 @@ class Run:
 
 
 def is_run_folder(path: Path) -> bool:
-    return ((path / "trial.json").is_file() or (path / "metrics.json").is_file() or _is_wandb_run(path)
-            or any((path / "wandb").glob("offline-run-*")))
+    return (
+        (path / "trial.json").is_file()
+        or (path / "metrics.json").is_file()
+        or _is_wandb_run(path)
+        or any((path / "wandb").glob("offline-run-*"))
+    )
 
 
 def _is_wandb_run(path: Path) -> bool:
@@ -102,9 +106,14 @@ def _media(folder: Path) -> list[dict[str, Any]]:
                     continue
                 attention = wav.with_name(wav.stem + "_attention.png")
                 png = manifest.parent / str(record.get("png", "")) if record.get("png") else None
-                items.append({"prompt": record.get("prompt", wav.stem), "wav": wav,
-                              "png": png if png and png.is_file() else None,
-                              "attention": attention if attention.is_file() else None})
+                items.append(
+                    {
+                        "prompt": record.get("prompt", wav.stem),
+                        "wav": wav,
+                        "png": png if png and png.is_file() else None,
+                        "attention": attention if attention.is_file() else None,
+                    }
+                )
             return items
     return []
 
@@ -116,7 +125,11 @@ def read_run(folder: Path) -> Run:
     run = Run(name=folder.name, folder=folder)
     status = _read_json(folder / "trial.json") if (folder / "trial.json").is_file() else {}
     if status:
-        run.params, run.status, run.error = dict(status.get("params") or {}), status.get("status", "unknown"), status.get("error")
+        run.params, run.status, run.error = (
+            dict(status.get("params") or {}),
+            status.get("status", "unknown"),
+            status.get("error"),
+        )
     report = _read_json(folder / "metrics.json") if (folder / "metrics.json").is_file() else {}
     if report:
         run.rows = dict(report.get("rows") or {"generated": report.get("metrics", {})})
@@ -133,8 +146,11 @@ def read_run(folder: Path) -> Run:
         if wandb_dir == folder:  # the folder is a bare W&B offline run
             run.name = offline.get("name") or f"wandb-{offline['id']}"
             run.params, run.status = dict(offline["config"]), "wandb run"
-            summary = {k[len("eval/"):]: v for k, v in offline["summary"].items()
-                       if k.startswith("eval/") and isinstance(v, (int, float))}
+            summary = {
+                k[len("eval/") :]: v
+                for k, v in offline["summary"].items()
+                if k.startswith("eval/") and isinstance(v, (int, float))
+            }
             if summary and not run.rows:
                 run.rows = {"generated": summary}
     run.media = _media(folder)

@@ -34,11 +34,32 @@ from lightning_auffusion.errors import UserInputError
 
 METHODS = ("grid", "random", "bayes")
 # the keys of W&B's sweep configuration; everything else in a sweep file is the project's
-WANDB_KEYS = ("name", "description", "method", "metric", "parameters", "early_terminate", "run_cap", "program",
-              "command", "project", "entity")
+WANDB_KEYS = (
+    "name",
+    "description",
+    "method",
+    "metric",
+    "parameters",
+    "early_terminate",
+    "run_cap",
+    "program",
+    "command",
+    "project",
+    "entity",
+)
 PROJECT_KEYS = ("base", "evaluate", "media", "seed", "output")
-DISTRIBUTIONS = ("constant", "categorical", "int_uniform", "uniform", "q_uniform", "log_uniform",
-                 "log_uniform_values", "q_log_uniform_values", "normal", "q_normal")
+DISTRIBUTIONS = (
+    "constant",
+    "categorical",
+    "int_uniform",
+    "uniform",
+    "q_uniform",
+    "log_uniform",
+    "log_uniform_values",
+    "q_log_uniform_values",
+    "normal",
+    "q_normal",
+)
 _NAME_RE = re.compile(r"[^A-Za-z0-9._+=-]+")
 
 
@@ -98,7 +119,9 @@ def parse_spec(data: dict[str, Any], name: str = "sweep") -> SweepSpec:
         raise SweepError("a sweep file must be a YAML mapping with 'method' and 'parameters'")
     unknown = sorted(set(data) - set(WANDB_KEYS) - set(PROJECT_KEYS))
     if unknown:
-        raise SweepError(f"unknown sweep keys {unknown}; W&B's are {list(WANDB_KEYS)}, the project's {list(PROJECT_KEYS)}")
+        raise SweepError(
+            f"unknown sweep keys {unknown}; W&B's are {list(WANDB_KEYS)}, the project's {list(PROJECT_KEYS)}"
+        )
     method = data.get("method")
     if method not in METHODS:
         raise SweepError(f"sweep 'method' must be one of {list(METHODS)}, got {method!r}")
@@ -115,9 +138,17 @@ def parse_spec(data: dict[str, Any], name: str = "sweep") -> SweepSpec:
     run_cap = data.get("run_cap")
     if run_cap is not None and (not isinstance(run_cap, int) or run_cap < 1):
         raise SweepError(f"run_cap must be a positive integer, got {run_cap!r}")
-    return SweepSpec(name=sanitize(data.get("name") or name), method=method, parameters=dict(parameters), base=base,
-                     evaluate=dict(data.get("evaluate") or {}), media=dict(data.get("media") or {}),
-                     seed=int(data.get("seed", 0)), output=str(data.get("output", "runs")), raw=dict(data))
+    return SweepSpec(
+        name=sanitize(data.get("name") or name),
+        method=method,
+        parameters=dict(parameters),
+        base=base,
+        evaluate=dict(data.get("evaluate") or {}),
+        media=dict(data.get("media") or {}),
+        seed=int(data.get("seed", 0)),
+        output=str(data.get("output", "runs")),
+        raw=dict(data),
+    )
 
 
 def load_spec(path: str | Path) -> SweepSpec:
@@ -138,8 +169,10 @@ def _grid_values(key: str, param: dict[str, Any]) -> list[Any]:
         return list(param["values"])
     if "value" in param:
         return [param["value"]]
-    raise SweepError(f"grid search needs 'value' or 'values' for every parameter; {key!r} has a distribution "
-                     "(use method: random, or list its values)")
+    raise SweepError(
+        f"grid search needs 'value' or 'values' for every parameter; {key!r} has a distribution "
+        "(use method: random, or list its values)"
+    )
 
 
 def _sample(key: str, param: dict[str, Any], rng: random.Random) -> Any:

@@ -73,8 +73,14 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
 
     run_dir = Path(run_dir)
     files = sorted(run_dir.glob("run-*.wandb"))
-    out: dict[str, Any] = {"id": run_dir.name.rsplit("-", 1)[-1], "name": None, "config": {}, "summary": {},
-                           "curves": {}, "media_dir": str(run_dir / "files" / "media")}
+    out: dict[str, Any] = {
+        "id": run_dir.name.rsplit("-", 1)[-1],
+        "name": None,
+        "config": {},
+        "summary": {},
+        "curves": {},
+        "media_dir": str(run_dir / "files" / "media"),
+    }
     if not files:
         return out
     curves: dict[str, dict[int, float]] = {}
@@ -106,7 +112,8 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
                 out["summary"].update(update)
     except (OSError, ValueError) as err:
         log.warning("dashboard: %s: %s (read what came before)", files[0], err)
-    out["config"] = {k: (v.get("value", v) if isinstance(v, dict) else v) for k, v in out["config"].items()
-                     if not k.startswith("_")}
+    out["config"] = {
+        k: (v.get("value", v) if isinstance(v, dict) else v) for k, v in out["config"].items() if not k.startswith("_")
+    }
     out["curves"] = {k: sorted(v.items()) for k, v in curves.items()}
     return out

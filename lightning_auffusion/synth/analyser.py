@@ -112,8 +112,9 @@ def _db(power: np.ndarray | float) -> np.ndarray:
     return 10 * np.log10(np.maximum(power, 1e-20))
 
 
-def segment_features(x: np.ndarray, sample_rate: int, cfg: AnalyserConfig = AnalyserConfig(),
-                     voicing: bool = True) -> dict[str, Any]:
+def segment_features(
+    x: np.ndarray, sample_rate: int, cfg: AnalyserConfig = AnalyserConfig(), voicing: bool = True
+) -> dict[str, Any]:
     """Features of one segment; ``{"valid": False}`` when silent, empty or non-finite.
 
     ``voicing=False`` skips the (speech-only) periodicity features.
@@ -196,8 +197,9 @@ def _refine(bdb: np.ndarray, i: int, bf: np.ndarray, df: float) -> float:
     return float(bf[i])
 
 
-def _waveform(power: np.ndarray, freqs: np.ndarray, f0: float, sr: float,
-              cfg: AnalyserConfig) -> tuple[str | None, list[float]]:
+def _waveform(
+    power: np.ndarray, freqs: np.ndarray, f0: float, sr: float, cfg: AnalyserConfig
+) -> tuple[str | None, list[float]]:
     df = freqs[1]
     top = min(cfg.band_hz[1], 0.47 * sr)
 
@@ -207,7 +209,7 @@ def _waveform(power: np.ndarray, freqs: np.ndarray, f0: float, sr: float,
         if not sel.size:
             return 0.0
         centre = sel[np.argmax(power[sel])]
-        return float(power[max(centre - 2, 0):centre + 3].sum())
+        return float(power[max(centre - 2, 0) : centre + 3].sum())
 
     p1 = peak_power(f0)
     ks = [k for k in range(2, cfg.n_harmonics + 1) if k * f0 <= top]
@@ -266,8 +268,10 @@ def _judge(attr: str, value: Any, feats: dict[str, Any], cfg: AnalyserConfig) ->
             colour = "white" if slope > cfg.white_pink_slope else "pink" if slope > cfg.pink_brown_slope else "brown"
             return colour == value
         if value == SPEECH:
-            return bool(feats["voiced_fraction"] >= cfg.speech_voiced_fraction
-                        and feats["f0_spread_semitones"] >= cfg.speech_f0_spread_semitones)
+            return bool(
+                feats["voiced_fraction"] >= cfg.speech_voiced_fraction
+                and feats["f0_spread_semitones"] >= cfg.speech_f0_spread_semitones
+            )
         return False
     if attr == "pitch":
         return bool(tonal and pitch_class(feats["f0_hz"], cfg) == value)
@@ -280,8 +284,13 @@ def _judge(attr: str, value: Any, feats: dict[str, Any], cfg: AnalyserConfig) ->
     return False
 
 
-def analyse(audio: Any, sample_rate: int, events: list[dict[str, Any]], loudness: str = "absolute",
-            cfg: AnalyserConfig = AnalyserConfig()) -> dict[str, bool]:
+def analyse(
+    audio: Any,
+    sample_rate: int,
+    events: list[dict[str, Any]],
+    loudness: str = "absolute",
+    cfg: AnalyserConfig = AnalyserConfig(),
+) -> dict[str, bool]:
     """Per-attribute verdicts ``{"event{i}.{attr}": bool}`` for ``events`` on ``audio``.
 
     Args:
@@ -318,7 +327,7 @@ def analyse(audio: Any, sample_rate: int, events: list[dict[str, Any]], loudness
     for start, stop in zip(bounds[:-1], bounds[1:]):
         margin = int(min(cfg.margin_s * sample_rate, 0.1 * (stop - start)))
         speech = events[len(feats)].get("source") == SPEECH
-        feats.append(segment_features(x[start + margin:stop - margin], int(sample_rate), cfg, voicing=speech))
+        feats.append(segment_features(x[start + margin : stop - margin], int(sample_rate), cfg, voicing=speech))
     valid_levels = [f["level_dbfs"] for f in feats if f["valid"]]
     for i, attr in keys:
         if not feats[i]["valid"]:
@@ -332,8 +341,9 @@ def analyse(audio: Any, sample_rate: int, events: list[dict[str, Any]], loudness
     return verdicts
 
 
-def score_caption(audio: Any, sample_rate: int, caption: str, loudness: str = "absolute",
-                  cfg: AnalyserConfig = AnalyserConfig()) -> dict[str, bool]:
+def score_caption(
+    audio: Any, sample_rate: int, caption: str, loudness: str = "absolute", cfg: AnalyserConfig = AnalyserConfig()
+) -> dict[str, bool]:
     """``analyse`` on the parsed ``caption``; ``{}`` when the caption does not parse."""
     events = parse_caption(caption)
     if events is None:

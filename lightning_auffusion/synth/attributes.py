@@ -118,10 +118,10 @@ _PREFIXES = ("", "", "", "you can hear ", "a recording of ")
 _SPEECH_TEMPLATES = (
     "a {man} says '{w}'",
     "a {man} speaking the words '{w}'",
-    "a {male} voice says \"{w}\"",
+    'a {male} voice says "{w}"',
     "someone with a {male} voice saying '{w}'",
     "a {man} speaks: '{w}'",
-    "a {man} calmly says \"{w}\"",
+    'a {man} calmly says "{w}"',
 )
 _SPEAKER_WORDS = {"man": {"man": "man", "male": "male"}, "woman": {"man": "woman", "male": "female"}}
 
@@ -142,10 +142,16 @@ for _v, _ws in _PITCH_ADJ.items():
     _register("pitch", _v, _ws + _PITCH_NOUN[_v])
 for _v, _ws in _SOURCE_WORD.items():
     _register("source", _v, _ws)
-_register("pattern", "beeping", ("beep", "beeps", "beeping", "bursts", "burst", "pulsing",
-                                 "pulses", "pulse", "repeated", "intermittent"))
-_register("pattern", "continuous", ("tone", "drone", "steady", "steadily", "humming",
-                                    "continuous", "continuously", "constant", "sustained"))
+_register(
+    "pattern",
+    "beeping",
+    ("beep", "beeps", "beeping", "bursts", "burst", "pulsing", "pulses", "pulse", "repeated", "intermittent"),
+)
+_register(
+    "pattern",
+    "continuous",
+    ("tone", "drone", "steady", "steadily", "humming", "continuous", "continuously", "constant", "sustained"),
+)
 _register("pitch", "medium", ("mid",))
 
 _SPLIT_RE = re.compile(r"\bfollowed by\b|\band then\b|\bthen\b|\bafter that\b|\bafterwards\b")

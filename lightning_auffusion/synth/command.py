@@ -129,8 +129,17 @@ def synth(
         logger.info("synth: wrote %d %s clips to %s", len(rows), split, root)
 
 
-def _row(root: Path, split: str, clip_id: str, audio: np.ndarray, sample_rate: int, events: list[dict],
-         params: list[dict], rng: np.random.Generator, captions_per_clip: int) -> dict[str, Any]:
+def _row(
+    root: Path,
+    split: str,
+    clip_id: str,
+    audio: np.ndarray,
+    sample_rate: int,
+    events: list[dict],
+    params: list[dict],
+    rng: np.random.Generator,
+    captions_per_clip: int,
+) -> dict[str, Any]:
     rel = f"audio/{split}/{clip_id}.wav"
     _write_wav(root / rel, audio, sample_rate)
     return {

@@ -90,8 +90,9 @@ def _gate(n: int, sample_rate: int, rate: float, duty: float, offset: float, cfg
     return 0.5 - 0.5 * np.cos(np.pi * env)
 
 
-def render_event(event: dict[str, Any], n: int, sample_rate: int, rng: np.random.Generator,
-                 cfg: SynthConfig = SynthConfig()) -> tuple[np.ndarray, dict[str, Any]]:
+def render_event(
+    event: dict[str, Any], n: int, sample_rate: int, rng: np.random.Generator, cfg: SynthConfig = SynthConfig()
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Samples of one event (length ``n``) and its drawn numeric parameters."""
     source = event["source"]
     params: dict[str, Any] = {}
@@ -122,8 +123,13 @@ def render_event(event: dict[str, Any], n: int, sample_rate: int, rng: np.random
     return signal, params
 
 
-def render_clip(events: list[dict[str, Any]], sample_rate: int, duration: float, rng: np.random.Generator,
-                cfg: SynthConfig = SynthConfig()) -> tuple[np.ndarray, list[dict[str, Any]]]:
+def render_clip(
+    events: list[dict[str, Any]],
+    sample_rate: int,
+    duration: float,
+    rng: np.random.Generator,
+    cfg: SynthConfig = SynthConfig(),
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
     """The float32 clip for ``events`` (one per equal segment) and per-event parameters."""
     total = int(round(duration * sample_rate))
     if total <= 0:
@@ -148,8 +154,9 @@ def espeak_available() -> bool:
     return shutil.which("espeak-ng") is not None
 
 
-def render_speech(event: dict[str, Any], sample_rate: int, duration: float, rng: np.random.Generator,
-                  cfg: SynthConfig = SynthConfig()) -> tuple[np.ndarray, list[dict[str, Any]]] | None:
+def render_speech(
+    event: dict[str, Any], sample_rate: int, duration: float, rng: np.random.Generator, cfg: SynthConfig = SynthConfig()
+) -> tuple[np.ndarray, list[dict[str, Any]]] | None:
     """A clip of espeak-ng saying ``event['words']``, or None if espeak-ng fails."""
     import soundfile as sf
     from scipy.signal import resample_poly
@@ -175,6 +182,6 @@ def render_speech(event: dict[str, Any], sample_rate: int, duration: float, rng:
     speech = speech * (10 ** (level / 20) / max(rms, 1e-12))
     audio = np.zeros(total)
     start = int(rng.integers(0, max(total - speech.size, 0) + 1))
-    audio[start:start + speech.size] = speech
+    audio[start : start + speech.size] = speech
     params = {"rms_dbfs": round(float(level), 2), "start_s": round(start / sample_rate, 3)}
     return np.clip(audio, -0.999, 0.999).astype(np.float32), [params]

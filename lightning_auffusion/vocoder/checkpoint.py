@@ -38,9 +38,15 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "vocoder.pt"
 SAFETENSORS_FILE = "vocoder.safetensors"  # the same generator state dict, readable without unpickling
 _WN_G, _WN_V = ".parametrizations.weight.original0", ".parametrizations.weight.original1"
-_SN_W, _SN_U, _SN_V = ".parametrizations.weight.original", ".parametrizations.weight.0._u", ".parametrizations.weight.0._v"
+_SN_W, _SN_U, _SN_V = (
+    ".parametrizations.weight.original",
+    ".parametrizations.weight.0._u",
+    ".parametrizations.weight.0._v",
+)
 # parametrization suffix -> original (pre-parametrization API) suffix
-_CONFIG_HINT = "Check that the config (upsample rates/kernels, channels, resblock type, num_mels) is the one it was trained with."
+_CONFIG_HINT = (
+    "Check that the config (upsample rates/kernels, channels, resblock type, num_mels) is the one it was trained with."
+)
 _TO_ORIGINAL = {_WN_G: ".weight_g", _WN_V: ".weight_v", _SN_W: ".weight_orig", _SN_U: ".weight_u", _SN_V: ".weight_v"}
 
 
@@ -82,7 +88,9 @@ def _candidates(key: str) -> list[tuple[str, ...]]:
     return [(key,)]
 
 
-def adapt_state_dict(source: dict[str, torch.Tensor], target: nn.Module, what: str = "checkpoint") -> dict[str, torch.Tensor]:
+def adapt_state_dict(
+    source: dict[str, torch.Tensor], target: nn.Module, what: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
     """Translate ``source`` to the key names (and weight-norm form) of ``target``'s state dict.
 
     Raises a ValueError listing missing and unexpected keys when the two do not describe the same network.
@@ -97,7 +105,9 @@ def adapt_state_dict(source: dict[str, torch.Tensor], target: nn.Module, what: s
                     used.add(plain)
                     break
             elif all(n in source for n in names):
-                adapted[key] = source[names[0]] if len(names) == 1 else fold_weight_norm(source[names[0]], source[names[1]])
+                adapted[key] = (
+                    source[names[0]] if len(names) == 1 else fold_weight_norm(source[names[0]], source[names[1]])
+                )
                 used.update(names)
                 break
         else:
@@ -154,16 +164,24 @@ def save_auffusion_vocoder(generator: HifiGanGenerator, directory: str | os.Path
     if safetensors:
         from safetensors.torch import save_file
 
-        save_file({k: v.contiguous() for k, v in original_generator_state(generator).items()}, str(directory / SAFETENSORS_FILE))
+        save_file(
+            {k: v.contiguous() for k, v in original_generator_state(generator).items()},
+            str(directory / SAFETENSORS_FILE),
+        )
     generator.config.to_json(directory / CONFIG_FILE)
     return directory
 
 
-def save_hifigan_discriminators(mpd: nn.Module, msd: nn.Module, path: str | os.PathLike, steps: int = 0, epoch: int = 0) -> Path:
+def save_hifigan_discriminators(
+    mpd: nn.Module, msd: nn.Module, path: str | os.PathLike, steps: int = 0, epoch: int = 0
+) -> Path:
     """Write an original-format ``do_*`` file (without optimizer states)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {name: to_original_names({k: v.detach().cpu() for k, v in m.state_dict().items()}) for name, m in (("mpd", mpd), ("msd", msd))}
+    state = {
+        name: to_original_names({k: v.detach().cpu() for k, v in m.state_dict().items()})
+        for name, m in (("mpd", mpd), ("msd", msd))
+    }
     torch.save({**state, "steps": int(steps), "epoch": int(epoch)}, path)
     return path
 
@@ -188,15 +206,23 @@ def _has_weights(folder: Path) -> bool:
 
 
 def _is_lightning_checkpoint(data: Any) -> bool:
-    return isinstance(data, dict) and "state_dict" in data and ("pytorch-lightning_version" in data or "hyper_parameters" in data)
+    return (
+        isinstance(data, dict)
+        and "state_dict" in data
+        and ("pytorch-lightning_version" in data or "hyper_parameters" in data)
+    )
 
 
-def generator_from_lightning(data: dict[str, Any], source: str = "checkpoint", use_ema: bool = True) -> HifiGanGenerator:
+def generator_from_lightning(
+    data: dict[str, Any], source: str = "checkpoint", use_ema: bool = True
+) -> HifiGanGenerator:
     """Rebuild the generator of a VocoderModule Lightning checkpoint (weight norm kept): its weight average
     (``generator_ema_decay``) when it kept one and ``use_ema``, else the trained weights."""
     hparams = data.get("hyper_parameters") or {}
     if "generator" not in hparams:
-        raise UserInputError(f"{source}: a Lightning checkpoint, but not of VocoderModule (no 'generator' hyper-parameter)")
+        raise UserInputError(
+            f"{source}: a Lightning checkpoint, but not of VocoderModule (no 'generator' hyper-parameter)"
+        )
     gen_cfg = hparams["generator"]
     config = gen_cfg if isinstance(gen_cfg, GeneratorConfig) else GeneratorConfig.from_dict(dict(gen_cfg))
     prefix = "generator."
@@ -224,7 +250,10 @@ def _from_hub(repo_id: str, subfolder: str) -> Path:
     try:
         from huggingface_hub import hf_hub_download
 
-        files = [hf_hub_download(repo_id, f"{subfolder}/{name}" if subfolder else name) for name in (CONFIG_FILE, WEIGHTS_FILE)]
+        files = [
+            hf_hub_download(repo_id, f"{subfolder}/{name}" if subfolder else name)
+            for name in (CONFIG_FILE, WEIGHTS_FILE)
+        ]
     except Exception as err:  # offline, unknown repo, missing file
         raise MissingInputError(
             f"vocoder {repo_id!r} is neither a local path nor a downloadable hub folder with "
@@ -255,7 +284,9 @@ def load_vocoder(
         if not _has_weights(local) and _has_weights(local / "vocoder"):
             local = local / "vocoder"
         if not _has_weights(local):
-            raise MissingInputError(f"{path}: folder has no {WEIGHTS_FILE} (expected the Auffusion layout: {CONFIG_FILE} + {WEIGHTS_FILE})")
+            raise MissingInputError(
+                f"{path}: folder has no {WEIGHTS_FILE} (expected the Auffusion layout: {CONFIG_FILE} + {WEIGHTS_FILE})"
+            )
         weights = local / (SAFETENSORS_FILE if (local / SAFETENSORS_FILE).is_file() else WEIGHTS_FILE)
     elif local.is_file():
         weights = local
@@ -263,7 +294,9 @@ def load_vocoder(
         parts = path.split("/")
         weights = _from_hub("/".join(parts[:2]), parts[2] if len(parts) == 3 else "vocoder") / WEIGHTS_FILE
     else:
-        raise MissingInputError(f"vocoder {path} not found (a Lightning .ckpt, an exported folder, a HiFi-GAN file or a hub id)")
+        raise MissingInputError(
+            f"vocoder {path} not found (a Lightning .ckpt, an exported folder, a HiFi-GAN file or a hub id)"
+        )
 
     data = read_checkpoint(weights, "cpu")
     if weights.suffix == ".safetensors":  # a bare generator state dict

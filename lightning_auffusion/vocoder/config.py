@@ -20,8 +20,18 @@ from lightning_auffusion.errors import MissingInputError, UserInputError
 
 # keys of a HiFi-GAN config.json that only concern its training script; kept when read, never used
 TRAINING_ONLY_KEYS = (
-    "num_gpus", "batch_size", "learning_rate", "adam_b1", "adam_b2", "lr_decay", "seed", "segment_size",
-    "num_freq", "fmax_for_loss", "num_workers", "dist_config",
+    "num_gpus",
+    "batch_size",
+    "learning_rate",
+    "adam_b1",
+    "adam_b2",
+    "lr_decay",
+    "seed",
+    "segment_size",
+    "num_freq",
+    "fmax_for_loss",
+    "num_workers",
+    "dist_config",
 )
 
 
@@ -97,8 +107,13 @@ class GeneratorConfig:
     def mel_config(self, **overrides: Any) -> MelConfig:
         """The front end that computes this vocoder's input: HiFi-GAN's formula at these settings."""
         values = dict(
-            sample_rate=self.sampling_rate, n_fft=self.n_fft, win_length=self.win_size,
-            hop_length=self.hop_size, n_mels=self.num_mels, f_min=self.fmin, f_max=self.fmax,
+            sample_rate=self.sampling_rate,
+            n_fft=self.n_fft,
+            win_length=self.win_size,
+            hop_length=self.hop_size,
+            n_mels=self.num_mels,
+            f_min=self.fmin,
+            f_max=self.fmax,
         )
         values.update(overrides)
         return MelConfig(**values)
@@ -157,7 +172,9 @@ class GeneratorConfig:
     def small(cls, **overrides: Any) -> GeneratorConfig:
         """A CPU-sized generator (the quickstart's): 64 channels, ResBlock2 with two kernels."""
         values: dict[str, Any] = dict(
-            resblock="2", upsample_initial_channel=64, resblock_kernel_sizes=[3, 7],
+            resblock="2",
+            upsample_initial_channel=64,
+            resblock_kernel_sizes=[3, 7],
             resblock_dilation_sizes=[[1, 3], [1, 3]],
         )
         values.update(overrides)
@@ -192,7 +209,9 @@ class DiscriminatorConfig:
             raise UserInputError("period_channels needs at least two layers")
         n = len(self.scale_channels)
         if not (len(self.scale_kernel_sizes) == len(self.scale_strides) == len(self.scale_groups) == n):
-            raise UserInputError("scale_channels, scale_kernel_sizes, scale_strides and scale_groups need equal lengths")
+            raise UserInputError(
+                "scale_channels, scale_kernel_sizes, scale_strides and scale_groups need equal lengths"
+            )
         in_channels = [1] + self.scale_channels[:-1]
         for c_in, c_out, g in zip(in_channels, self.scale_channels, self.scale_groups):
             if c_in % g or c_out % g:

@@ -14,7 +14,9 @@ from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 from lightning_auffusion.vocoder.config import DiscriminatorConfig
 
-Outputs = tuple[list[torch.Tensor], list[list[torch.Tensor]]]  # logits per discriminator, feature maps per discriminator
+Outputs = tuple[
+    list[torch.Tensor], list[list[torch.Tensor]]
+]  # logits per discriminator, feature maps per discriminator
 
 
 def run_conv_stack(

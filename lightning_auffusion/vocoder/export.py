@@ -61,7 +61,9 @@ def export_vocoder(
         raise UserInputError("nothing to export: give out_dir and/or hifigan_file and/or discriminator_file")
     data = read_checkpoint(checkpoint, "cpu")
     if not (isinstance(data, dict) and "state_dict" in data):
-        raise UserInputError(f"{checkpoint}: not a Lightning checkpoint (no 'state_dict'); it should come from `fit` of VocoderModule")
+        raise UserInputError(
+            f"{checkpoint}: not a Lightning checkpoint (no 'state_dict'); it should come from `fit` of VocoderModule"
+        )
     generator = generator_from_lightning(data, checkpoint, use_ema=use_ema)
     written: dict[str, str] = {}
     if out_dir is not None:
@@ -81,7 +83,9 @@ def _export_discriminators(data: dict[str, Any], path: str, source: str) -> Path
         state = {k[len(name) + 1 :]: v for k, v in data["state_dict"].items() if k.startswith(name + ".")}
         load_state_into(module, state, f"{source} [{name}]")
     steps = int(data.get("global_step", 0))
-    return save_hifigan_discriminators(modules["mpd"], modules["msd"], path, steps=steps, epoch=int(data.get("epoch", 0)))
+    return save_hifigan_discriminators(
+        modules["mpd"], modules["msd"], path, steps=steps, epoch=int(data.get("epoch", 0))
+    )
 
 
 def _audio_files(inputs: list[str]) -> list[Path]:

@@ -100,8 +100,13 @@ class HifiGanGenerator(nn.Module):
         self.config = c = config or GeneratorConfig()
         self.num_kernels = len(c.resblock_kernel_sizes)
         self.conv_pre = weight_norm(
-            nn.Conv1d(c.num_mels, c.upsample_initial_channel, c.conv_pre_kernel_size, 1,
-                      padding=same_padding(c.conv_pre_kernel_size))
+            nn.Conv1d(
+                c.num_mels,
+                c.upsample_initial_channel,
+                c.conv_pre_kernel_size,
+                1,
+                padding=same_padding(c.conv_pre_kernel_size),
+            )
         )
         block = ResBlock1 if c.resblock == "1" else ResBlock2
         self.ups = nn.ModuleList()

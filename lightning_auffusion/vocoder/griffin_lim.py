@@ -47,7 +47,9 @@ class GriffinLim(nn.Module):
         self.config = config or GriffinLimConfig()
         basis = mel_filterbank(m.sample_rate, m.n_fft, m.n_mels, m.f_min, m.f_max, m.mel_scale, m.mel_norm)
         self.register_buffer("inverse_basis", torch.from_numpy(np.linalg.pinv(basis)).float(), persistent=False)
-        window = F.pad(torch.hann_window(m.win_length), ((m.n_fft - m.win_length) // 2, (m.n_fft - m.win_length + 1) // 2))
+        window = F.pad(
+            torch.hann_window(m.win_length), ((m.n_fft - m.win_length) // 2, (m.n_fft - m.win_length + 1) // 2)
+        )
         self.register_buffer("window", window, persistent=False)  # zero-padded to n_fft, as torch.stft does
 
     def mel_to_magnitude(self, logmel: torch.Tensor) -> torch.Tensor:
@@ -103,7 +105,9 @@ class GriffinLim(nn.Module):
         return self.reconstruct(self.mel_to_magnitude(logmel))
 
 
-def griffin_lim(logmel: torch.Tensor, mel: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99) -> torch.Tensor:
+def griffin_lim(
+    logmel: torch.Tensor, mel: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99
+) -> torch.Tensor:
     """One-call Griffin-Lim: log-mel (batch, n_mels, frames) -> waveform (batch, frames * hop)."""
     module = GriffinLim(mel, GriffinLimConfig(n_iter=n_iter, momentum=momentum)).to(logmel.device)
     return module(logmel)

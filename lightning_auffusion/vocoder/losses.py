@@ -31,7 +31,9 @@ def generator_adversarial_loss(fake_logits: list[torch.Tensor]) -> tuple[torch.T
     return torch.stack(terms).sum(), terms
 
 
-def feature_matching_loss(real_features: list[list[torch.Tensor]], fake_features: list[list[torch.Tensor]]) -> torch.Tensor:
+def feature_matching_loss(
+    real_features: list[list[torch.Tensor]], fake_features: list[list[torch.Tensor]]
+) -> torch.Tensor:
     """Sum over discriminators and their layers of mean |D_l(real) - D_l(fake)| (real features detached)."""
     total = None
     for real_maps, fake_maps in zip(real_features, fake_features, strict=True):

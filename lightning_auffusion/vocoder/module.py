@@ -119,7 +119,9 @@ class VocoderModule(LightningModule):
         gl_cfg = as_dataclass(val_griffin_lim, GriffinLimConfig)
         gen_cfg.check_compatible(mel_cfg, "the training mel settings (`mel`)")
         if segment_size <= 0 or segment_size % mel_cfg.hop_length:
-            raise ValueError(f"segment_size ({segment_size}) must be a positive multiple of the hop ({mel_cfg.hop_length})")
+            raise ValueError(
+                f"segment_size ({segment_size}) must be a positive multiple of the hop ({mel_cfg.hop_length})"
+            )
         if lr_decay_interval not in ("epoch", "step"):
             raise ValueError(f"lr_decay_interval must be 'epoch' or 'step', got {lr_decay_interval!r}")
         if discriminator_warmup_steps < 0:
@@ -205,7 +207,9 @@ class VocoderModule(LightningModule):
         """Clip here: under 16-mixed the precision plugin has just unscaled the gradients (in the training
         step they would still carry the loss scale)."""
         if self.hparams.gradient_clip_val is not None:
-            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.gradient_clip_val, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.hparams.gradient_clip_val, gradient_clip_algorithm="norm"
+            )
 
     def _discriminate(self, audio: torch.Tensor):
         return self.mpd(audio), self.msd(audio)
@@ -244,7 +248,9 @@ class VocoderModule(LightningModule):
             with torch.no_grad():
                 (_, mpd_feats_real), (_, msd_feats_real) = self._discriminate(real)
             (mpd_fake, mpd_feats_fake), (msd_fake, msd_feats_fake) = self._discriminate(fake)
-            loss_fm = feature_matching_loss(mpd_feats_real, mpd_feats_fake) + feature_matching_loss(msd_feats_real, msd_feats_fake)
+            loss_fm = feature_matching_loss(mpd_feats_real, mpd_feats_fake) + feature_matching_loss(
+                msd_feats_real, msd_feats_fake
+            )
             loss_adv = generator_adversarial_loss(mpd_fake)[0] + generator_adversarial_loss(msd_fake)[0]
             loss_g = loss_g + h.feature_loss_weight * loss_fm + h.adversarial_loss_weight * loss_adv
             logs.update({"train/loss_fm": loss_fm, "train/loss_adv": loss_adv})
@@ -257,7 +263,9 @@ class VocoderModule(LightningModule):
 
         if h.lr_decay_interval == "step":
             self._step_schedulers()
-        logs.update({"train/loss_g": loss_g, "train/loss_mel": loss_mel, "train/lr": torch.tensor(opt_g.param_groups[0]["lr"])})
+        logs.update(
+            {"train/loss_g": loss_g, "train/loss_mel": loss_mel, "train/lr": torch.tensor(opt_g.param_groups[0]["lr"])}
+        )
         self.log_dict({k: v.detach().float() for k, v in logs.items()}, prog_bar=False, batch_size=real.shape[0])
         self.log("train/mel_l1", loss_mel.detach(), prog_bar=True, batch_size=real.shape[0])
 
@@ -277,9 +285,13 @@ class VocoderModule(LightningModule):
     def configure_optimizers(self):
         h = self.hparams
         betas = tuple(h.adam_betas)
-        opt_g = torch.optim.AdamW(self.generator.parameters(), h.learning_rate, betas=betas, weight_decay=h.weight_decay)
+        opt_g = torch.optim.AdamW(
+            self.generator.parameters(), h.learning_rate, betas=betas, weight_decay=h.weight_decay
+        )
         lr_d = h.learning_rate if h.discriminator_learning_rate is None else h.discriminator_learning_rate
-        opt_d = torch.optim.AdamW(chain(self.mpd.parameters(), self.msd.parameters()), lr_d, betas=betas, weight_decay=h.weight_decay)
+        opt_d = torch.optim.AdamW(
+            chain(self.mpd.parameters(), self.msd.parameters()), lr_d, betas=betas, weight_decay=h.weight_decay
+        )
         sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, gamma=h.lr_decay)
         sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, gamma=h.lr_decay)
         return [opt_g, opt_d], [sched_g, sched_d]
@@ -291,7 +303,9 @@ class VocoderModule(LightningModule):
             from lightning_auffusion.vocoder.checkpoint import load_state_into, load_vocoder
 
             source = load_vocoder(self.hparams.init_generator, remove_weight_norm=False)
-            self.generator.config.check_compatible(source.config.mel_config(), f"init_generator {self.hparams.init_generator}")
+            self.generator.config.check_compatible(
+                source.config.mel_config(), f"init_generator {self.hparams.init_generator}"
+            )
             load_state_into(self.generator, source.state_dict(), self.hparams.init_generator)
             log.info("generator initialised from %s", self.hparams.init_generator)
             if self.generator_ema is not None:
@@ -346,10 +360,14 @@ class VocoderModule(LightningModule):
         for name, metric in self.val_reference_metrics.items():
             values[f"val/griffin_lim/{name}"] = metric.compute()
         if "val/griffin_lim/mrstft" in values:
-            values["val/mrstft_over_griffin_lim"] = values["val/mrstft"] / values["val/griffin_lim/mrstft"].clamp_min(1e-12)
+            values["val/mrstft_over_griffin_lim"] = values["val/mrstft"] / values["val/griffin_lim/mrstft"].clamp_min(
+                1e-12
+            )
         for name, metric in self.val_alignment.items():
             values.update(metric.loggable("val/alignment/" if name == "vocoder" else f"val/{name}/alignment/"))
-        for metric in chain(self.val_metrics.values(), self.val_reference_metrics.values(), self.val_alignment.values()):
+        for metric in chain(
+            self.val_metrics.values(), self.val_reference_metrics.values(), self.val_alignment.values()
+        ):
             metric.reset()
         self.log_dict(values, prog_bar=False)
         self.log("val_mrstft", values["val/mrstft"], prog_bar=True)  # slash-free name for checkpoint filenames

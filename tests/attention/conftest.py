@@ -19,8 +19,13 @@ STEPS = 3
 def nonsquare_ldm(kinds=("clip",), seed: int = 0, **kwargs):
     from lightning_auffusion.audio import MelConfig
 
-    return tiny_ldm(kinds=kinds, seed=seed, mel=MelConfig(**{**TINY_MEL, "n_mels": NONSQUARE["n_mels"]}),
-                    n_frames=NONSQUARE["n_frames"], **kwargs)
+    return tiny_ldm(
+        kinds=kinds,
+        seed=seed,
+        mel=MelConfig(**{**TINY_MEL, "n_mels": NONSQUARE["n_mels"]}),
+        n_frames=NONSQUARE["n_frames"],
+        **kwargs,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +67,9 @@ def pipeline_concat(ldm_concat):
 def source_wave():
     """1.28 s harmonic tone with a moving envelope (fills the 128-frame clip)."""
     t = torch.arange(int(1.28 * 16000), dtype=torch.float64) / 16000
-    wave = sum(torch.sin(2 * torch.pi * 330.0 * k * t) / k for k in (1, 2, 3)) * (0.6 + 0.4 * torch.sin(2 * torch.pi * 2 * t))
+    wave = sum(torch.sin(2 * torch.pi * 330.0 * k * t) / k for k in (1, 2, 3)) * (
+        0.6 + 0.4 * torch.sin(2 * torch.pi * 2 * t)
+    )
     return (0.3 * wave).float()
 
 
@@ -97,8 +104,14 @@ def tiny_checkpoint(tmp_path_factory) -> str:
 
     model = nonsquare_ldm(("clip",), sampling=dict(num_inference_steps=STEPS, duration_seconds=1.0))
     path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": lightning.__version__}, path)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
     return str(path)
 
 

@@ -88,10 +88,24 @@ def fit(callbacks, logger, steps: int = 4):
 
     seed_everything(0)
     model = nonsquare_ldm(("clip",), sampling=SAMPLING)
-    trainer = Trainer(max_steps=steps, accelerator="cpu", logger=logger, callbacks=callbacks, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    loader = DataLoader(ToneData(), batch_size=2, collate_fn=lambda items: {
-        "audio": torch.stack([i["audio"] for i in items]), "caption": [i["caption"] for i in items]})
+    trainer = Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    loader = DataLoader(
+        ToneData(),
+        batch_size=2,
+        collate_fn=lambda items: {
+            "audio": torch.stack([i["audio"] for i in items]),
+            "caption": [i["caption"] for i in items],
+        },
+    )
     trainer.fit(model, train_dataloaders=loader)
     return model
 
@@ -102,8 +116,11 @@ def test_fit_logs_every_n_steps_without_changing_training(tmp_path):
     callback = SampleLoggingCallback(every_n_steps=2, prompts=prompts, resolutions=(2,), save_dir=str(tmp_path))
     logged = fit([callback], logger)
     keys = [(kind, key, step) for kind, key, step, _ in logger.calls]
-    assert keys == [(kind, key, step) for step in (2, 4) for kind, key in
-                    (("audio", "samples/audio"), ("image", "samples/spectrogram"), ("image", "samples/attention"))]
+    assert keys == [
+        (kind, key, step)
+        for step in (2, 4)
+        for kind, key in (("audio", "samples/audio"), ("image", "samples/spectrogram"), ("image", "samples/attention"))
+    ]
     audio = logger.calls[0][3]
     assert audio["caption"] == prompts and audio["sample_rate"] == [16000, 16000]
     assert audio["items"][0].shape == (16000,)
@@ -144,8 +161,13 @@ def test_predict_writes_attention_figures_beside_the_audio(ldm, tmp_path, monkey
     monkeypatch.setattr(ldm, "sampling", {**ldm.sampling, **SAMPLING})
     before = dict(ldm.unet.attn_processors)
     prompts = ["a dog barks", "rain falls", "birds chirp"]
-    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                      callbacks=[AudioPredictionWriter(str(tmp_path)), AttentionMapWriter(str(tmp_path), resolutions=(1, 2))])
+    trainer = Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[AudioPredictionWriter(str(tmp_path)), AttentionMapWriter(str(tmp_path), resolutions=(1, 2))],
+    )
     trainer.predict(ldm, datamodule=PromptDataModule(prompts=prompts, batch_size=2))
     names = {p.name for p in Path(tmp_path).iterdir()}
     for index, slug in enumerate(["a-dog-barks", "rain-falls", "birds-chirp"]):

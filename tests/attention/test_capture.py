@@ -18,10 +18,16 @@ def sd_like_unet() -> UNet2DConditionModel:
     factor 1, left out here because 32 x 128 self-attention is slow on a CPU)."""
     torch.manual_seed(0)
     return UNet2DConditionModel(
-        sample_size=(32, 128), in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 16, 32, 32),
+        sample_size=(32, 128),
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(16, 16, 32, 32),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=4, norm_num_groups=8,
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=8,
     ).eval()
 
 

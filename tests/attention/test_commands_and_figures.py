@@ -29,10 +29,40 @@ def read_manifest(folder: Path) -> list[dict]:
 
 
 def test_style_transfer_and_inpaint_commands(tiny_checkpoint, source_file, tmp_path):
-    main(["style-transfer", "--audio", source_file, "--prompt", "a dog barks", "--strength", "0.5",
-          "--checkpoint", tiny_checkpoint, "--output_dir", str(tmp_path), *COMMON])
-    main(["inpaint", "--audio", source_file, "--prompt", "a dog barks", "--start_s", "0.3", "--end_s", "0.9",
-          "--checkpoint", tiny_checkpoint, "--output_dir", str(tmp_path), *COMMON])
+    main(
+        [
+            "style-transfer",
+            "--audio",
+            source_file,
+            "--prompt",
+            "a dog barks",
+            "--strength",
+            "0.5",
+            "--checkpoint",
+            tiny_checkpoint,
+            "--output_dir",
+            str(tmp_path),
+            *COMMON,
+        ]
+    )
+    main(
+        [
+            "inpaint",
+            "--audio",
+            source_file,
+            "--prompt",
+            "a dog barks",
+            "--start_s",
+            "0.3",
+            "--end_s",
+            "0.9",
+            "--checkpoint",
+            tiny_checkpoint,
+            "--output_dir",
+            str(tmp_path),
+            *COMMON,
+        ]
+    )
     records = read_manifest(tmp_path)
     assert [r["command"] for r in records] == ["style-transfer", "inpaint"]
     for record in records:
@@ -44,10 +74,40 @@ def test_style_transfer_and_inpaint_commands(tiny_checkpoint, source_file, tmp_p
 
 
 def test_word_swap_and_reweight_commands(tiny_checkpoint, tmp_path):
-    main(["word-swap", "--source_prompt", "a dog barks", "--target_prompt", "a cat barks", "--cross_window", "[0.0, 0.5]",
-          "--duration_seconds", "1.0", "--checkpoint", tiny_checkpoint, "--output_dir", str(tmp_path), *COMMON])
-    main(["reweight", "--prompt", "a dog barks", "--words", '{"dog": 2.0}', "--duration_seconds", "1.0",
-          "--checkpoint", tiny_checkpoint, "--output_dir", str(tmp_path), *COMMON])
+    main(
+        [
+            "word-swap",
+            "--source_prompt",
+            "a dog barks",
+            "--target_prompt",
+            "a cat barks",
+            "--cross_window",
+            "[0.0, 0.5]",
+            "--duration_seconds",
+            "1.0",
+            "--checkpoint",
+            tiny_checkpoint,
+            "--output_dir",
+            str(tmp_path),
+            *COMMON,
+        ]
+    )
+    main(
+        [
+            "reweight",
+            "--prompt",
+            "a dog barks",
+            "--words",
+            '{"dog": 2.0}',
+            "--duration_seconds",
+            "1.0",
+            "--checkpoint",
+            tiny_checkpoint,
+            "--output_dir",
+            str(tmp_path),
+            *COMMON,
+        ]
+    )
     records = read_manifest(tmp_path)
     assert records[0]["cross_window"] == [0.0, 0.5] and records[1]["words"] == {"dog": 2.0}
     assert (tmp_path / "swap_a-cat-barks.wav").is_file() and (tmp_path / "swap_a-cat-barks_source.wav").is_file()
@@ -56,7 +116,17 @@ def test_word_swap_and_reweight_commands(tiny_checkpoint, tmp_path):
 
 def test_commands_reject_bad_input(tiny_checkpoint, tmp_path):
     with pytest.raises(FileNotFoundError, match="source audio"):
-        main(["style-transfer", "--audio", str(tmp_path / "missing.wav"), "--prompt", "x", "--checkpoint", tiny_checkpoint])
+        main(
+            [
+                "style-transfer",
+                "--audio",
+                str(tmp_path / "missing.wav"),
+                "--prompt",
+                "x",
+                "--checkpoint",
+                tiny_checkpoint,
+            ]
+        )
     with pytest.raises(ValueError, match="exactly one"):
         main(["reweight", "--prompt", "a dog", "--words", '{"dog": 2}'])
     with pytest.raises(SystemExit):  # unknown option rejected by name
@@ -64,8 +134,22 @@ def test_commands_reject_bad_input(tiny_checkpoint, tmp_path):
 
 
 def test_generate_command_writes_attention_figures(tiny_checkpoint, tmp_path):
-    main(["generate", "--prompts", '["a dog barks", "rain falls"]', "--checkpoint", tiny_checkpoint, "--attention_maps",
-          "true", "--duration_seconds", "1.0", "--output_dir", str(tmp_path), *COMMON])
+    main(
+        [
+            "generate",
+            "--prompts",
+            '["a dog barks", "rain falls"]',
+            "--checkpoint",
+            tiny_checkpoint,
+            "--attention_maps",
+            "true",
+            "--duration_seconds",
+            "1.0",
+            "--output_dir",
+            str(tmp_path),
+            *COMMON,
+        ]
+    )
     names = {p.name for p in tmp_path.iterdir()}
     assert {"0000_a-dog-barks.wav", "0000_a-dog-barks_attention.png", "0001_rain-falls_attention.png"} <= names
 
@@ -73,7 +157,9 @@ def test_generate_command_writes_attention_figures(tiny_checkpoint, tmp_path):
 def test_figure_files_and_wandb_images(tmp_path):
     maps = torch.rand(4, 16, 64).softmax(0)
     labels = ["clip:<|startoftext|>", "clip:dog</w>", "clip:<|endoftext|>", "clip:<pad>"]
-    attention = TokenAttention("a dog", maps, labels, [0, 1, 2, 3], frozenset({"clip:<|startoftext|>", "clip:<|endoftext|>"}))
+    attention = TokenAttention(
+        "a dog", maps, labels, [0, 1, 2, 3], frozenset({"clip:<|startoftext|>", "clip:<|endoftext|>"})
+    )
     assert attention.keep() == [1]
     assert attention.keep(skip_special=False) == [0, 1, 2]
     image = torch.rand(3, 16, 64) * 2 - 1
@@ -92,8 +178,22 @@ def test_figure_files_and_wandb_images(tmp_path):
 
 def test_generate_command_writes_the_attention_localisation(tiny_checkpoint, tmp_path):
     prompts = '["a loud low sine tone, then quiet white noise pulsing on and off", "a dog barks"]'
-    main(["generate", "--prompts", prompts, "--checkpoint", tiny_checkpoint, "--attention_maps", "true",
-          "--duration_seconds", "1.0", "--output_dir", str(tmp_path), *COMMON])
+    main(
+        [
+            "generate",
+            "--prompts",
+            prompts,
+            "--checkpoint",
+            tiny_checkpoint,
+            "--attention_maps",
+            "true",
+            "--duration_seconds",
+            "1.0",
+            "--output_dir",
+            str(tmp_path),
+            *COMMON,
+        ]
+    )
     saved = json.loads((tmp_path / "localisation.json").read_text())
     assert saved["prompts"] == 1 and saved["skipped"] == 1 and saved["chance"] == pytest.approx(0.5)
     assert 0.0 <= saved["localisation"] <= 1.0

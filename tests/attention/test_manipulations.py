@@ -31,7 +31,14 @@ def test_style_transfer_moves_away_with_strength(pipeline, source_wave):
 
 
 def test_inpainting_keeps_the_latents_outside_the_span(pipeline, source_wave):
-    out = M.inpaint(pipeline, source_wave, "a dog barks", 0.32, 0.96, **{k: v for k, v in SETTINGS.items() if k != "duration_seconds"})
+    out = M.inpaint(
+        pipeline,
+        source_wave,
+        "a dog barks",
+        0.32,
+        0.96,
+        **{k: v for k, v in SETTINGS.items() if k != "duration_seconds"},
+    )
     first, last = M.span_columns(pipeline, 0.32, 0.96, 32)
     assert (first, last) == (8, 24)  # frames 32..96 over a VAE factor of 4
     outside = torch.cat([out.latents[..., :first], out.latents[..., last:]], dim=-1)
@@ -43,8 +50,14 @@ def test_inpainting_keeps_the_latents_outside_the_span(pipeline, source_wave):
 @pytest.mark.parametrize("scheduler", ["pndm", "ddim", "euler", "dpmsolver++"])
 def test_inpainting_keeps_the_audio_outside_the_span(ldm, source_wave, scheduler):
     """With a strictly local VAE the log-mel outside the span equals the source's VAE round trip."""
-    local = AuffusionPipeline(unet=ldm.unet, vae=PatchVAE(4), conditioner=ldm.conditioner, frontend=ldm.frontend,
-                              train_scheduler_config=dict(ldm.noise_scheduler.config), vae_scaling_factor=1.0)
+    local = AuffusionPipeline(
+        unet=ldm.unet,
+        vae=PatchVAE(4),
+        conditioner=ldm.conditioner,
+        frontend=ldm.frontend,
+        train_scheduler_config=dict(ldm.noise_scheduler.config),
+        vae_scaling_factor=1.0,
+    )
     out = M.inpaint(local, source_wave, "a dog barks", 0.32, 0.96, num_inference_steps=STEPS, scheduler=scheduler)
     span = slice(32, 96)  # mel frames 32..96 = 0.32..0.96 s
     diff = (out.logmel - out.source.logmel).abs()[0]

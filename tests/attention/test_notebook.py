@@ -25,11 +25,22 @@ def test_manipulations_notebook_runs(tiny_checkpoint, tmp_path, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}})
+    client = nbclient.NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    )
     client.execute()
     errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     written = {p.name for p in out.iterdir()}
-    for name in ("attention.png", "source.wav", "style_0.0.wav", "style_0.7.wav", "inpaint.wav", "word_swap.wav",
-                 "word_swap_source.wav", "reweight.wav", "reweight.png"):
+    for name in (
+        "attention.png",
+        "source.wav",
+        "style_0.0.wav",
+        "style_0.7.wav",
+        "inpaint.wav",
+        "word_swap.wav",
+        "word_swap_source.wav",
+        "reweight.wav",
+        "reweight.png",
+    ):
         assert name in written, name

@@ -56,7 +56,9 @@ def test_alignment_when_the_source_fills_the_slot():
 def test_word_weights_per_encoder(ldm_concat):
     weights = word_weights(ldm_concat.conditioner, "A dog, barking.", {"barking": 2.5})
     assert weights.shape == (154,)
-    clip_pieces = [i for i, w in enumerate(token_words(ldm_concat.conditioner.tokenizers[0], "A dog, barking.", 77)) if w == 2]
+    clip_pieces = [
+        i for i, w in enumerate(token_words(ldm_concat.conditioner.tokenizers[0], "A dog, barking.", 77)) if w == 2
+    ]
     assert clip_pieces and all(weights[i] == 2.5 for i in clip_pieces)
     assert (weights[77:] == 2.5).sum() > 0  # the T5 slot is re-weighted too
     assert (weights != 2.5).sum() == (weights == 1).sum()
@@ -110,7 +112,9 @@ def test_identity_edit_on_auffusions_latent_size_changes_nothing_but_rounding():
     ctx = torch.cat([context[:1], context[:1], context[1:], context[1:]])
     with torch.no_grad():
         plain = unet(x, 700, encoder_hidden_states=ctx).sample
-        controller = WordSwapController(unet, num_steps=1, mappers=torch.eye(8), cross_window=(0, 1), self_window=(0, 1))
+        controller = WordSwapController(
+            unet, num_steps=1, mappers=torch.eye(8), cross_window=(0, 1), self_window=(0, 1)
+        )
         with controller:
             edited = unet(x, 700, encoder_hidden_states=ctx).sample
     assert controller.step == 0

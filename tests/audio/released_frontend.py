@@ -40,8 +40,17 @@ def released_log_mel(waveform):
     basis = torch.from_numpy(librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=N_MELS, fmin=0, fmax=F_MAX)).float()
     side = (N_FFT - HOP) // 2
     padded = torch.nn.functional.pad(waveform[:, None], (side, side), mode="reflect")[:, 0]
-    stft = torch.stft(padded, N_FFT, hop_length=HOP, win_length=WIN, window=torch.hann_window(WIN),
-                      center=False, normalized=False, onesided=True, return_complex=True)
+    stft = torch.stft(
+        padded,
+        N_FFT,
+        hop_length=HOP,
+        win_length=WIN,
+        window=torch.hann_window(WIN),
+        center=False,
+        normalized=False,
+        onesided=True,
+        return_complex=True,
+    )
     magnitude = torch.sqrt(torch.view_as_real(stft).pow(2).sum(-1) + 1e-9)
     return torch.log(torch.clamp(torch.matmul(basis, magnitude), min=1e-5))
 

@@ -78,7 +78,9 @@ def test_batched_equals_single_and_peak_normalisation():
     batch = fe.waveform_to_logmel(torch.stack([a, b]))
     torch.testing.assert_close(batch[1], fe.waveform_to_logmel(b[None])[0])
     # peak normalisation makes a quiet copy identical to the loud one
-    torch.testing.assert_close(fe.waveform_to_logmel((a * 0.01)[None]), fe.waveform_to_logmel(a[None]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        fe.waveform_to_logmel((a * 0.01)[None]), fe.waveform_to_logmel(a[None]), atol=1e-4, rtol=0
+    )
     silent = peak_normalize(torch.zeros(1, 100))
     assert torch.all(silent == 0)
 

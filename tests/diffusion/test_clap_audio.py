@@ -49,8 +49,9 @@ def test_training_uses_only_the_audio_branch_and_sampling_only_the_text_branch(m
     assert calls == {"audio": 1, "text": 0}
     model.validation_step(tone_batch(2), 0)
     assert calls == {"audio": 2, "text": 0}
-    out = generate(model, ["a dog barks"], num_inference_steps=2, scheduler="ddim",
-                   duration_seconds=TINY_FRAMES * 160 / 16000)
+    out = generate(
+        model, ["a dog barks"], num_inference_steps=2, scheduler="ddim", duration_seconds=TINY_FRAMES * 160 / 16000
+    )
     assert torch.isfinite(out.audio).all()
     assert calls == {"audio": 2, "text": 1}
 
@@ -72,7 +73,9 @@ def test_caption_less_clips_train_clap_audio_and_are_refused_by_text_kinds():
     batch["caption"], batch["captions"] = [None, "a dog barks"], [[], ["a dog barks"]]
     assert torch.isfinite(tiny_ldm(("clap_audio",)).diffusion_loss(batch))
     for kinds in (("clip",), ("clap_audio", "t5")):
-        with pytest.raises(UserInputError, match=r"1 clip\(s\) of the batch have no caption \(e.g. clip000\).*clap_audio"):
+        with pytest.raises(
+            UserInputError, match=r"1 clip\(s\) of the batch have no caption \(e.g. clip000\).*clap_audio"
+        ):
             tiny_ldm(kinds).diffusion_loss(batch)
 
 
@@ -109,12 +112,15 @@ def uncaptioned_shards(tmp_path_factory):
     rows = [{"file": "a.wav", "caption": "a high tone"}, {"file": "b.wav"}, {"file": "c.wav", "caption": " "}]
     for i, row in enumerate(rows):
         t = np.arange(16000) / 16000
-        sf.write(root / "audio" / row["file"], (0.5 * np.sin(2 * np.pi * (300 + 200 * i) * t)).astype(np.float32), 16000)
+        sf.write(
+            root / "audio" / row["file"], (0.5 * np.sin(2 * np.pi * (300 + 200 * i) * t)).astype(np.float32), 16000
+        )
     manifest = root / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     dropped = shard(str(root / "audio"), str(manifest), "dropped", out_root=str(root), workers=0, progress=False)
-    kept = shard(str(root / "audio"), str(manifest), "kept", out_root=str(root), workers=0, progress=False,
-                 keep_uncaptioned=True)
+    kept = shard(
+        str(root / "audio"), str(manifest), "kept", out_root=str(root), workers=0, progress=False, keep_uncaptioned=True
+    )
     assert dropped["totals"]["clips"] == 1 and kept["totals"]["clips"] == 3
     return root / "kept" / "index.json"
 
@@ -122,9 +128,18 @@ def uncaptioned_shards(tmp_path_factory):
 def data_module(index, **kwargs):
     from lightning_auffusion.data.datamodule import AudioShardDataModule
 
-    options = dict(train_shards=str(index), val_shards=str(index), batch_size=3, val_batch_size=3, num_workers=0,
-                   segment_seconds=TINY_FRAMES * 160 / 16000, val_segment_seconds=TINY_FRAMES * 160 / 16000,
-                   batches_per_epoch=1, shuffle_buffer=0, seed=0)
+    options = dict(
+        train_shards=str(index),
+        val_shards=str(index),
+        batch_size=3,
+        val_batch_size=3,
+        num_workers=0,
+        segment_seconds=TINY_FRAMES * 160 / 16000,
+        val_segment_seconds=TINY_FRAMES * 160 / 16000,
+        batches_per_epoch=1,
+        shuffle_buffer=0,
+        seed=0,
+    )
     options.update(kwargs)
     return AudioShardDataModule(**options)
 
@@ -143,10 +158,24 @@ def test_caption_less_clips_pass_the_data_module_only_when_kept(uncaptioned_shar
 def test_mixup_mixes_the_audio_with_beta_weights(uncaptioned_shards):
     from lightning_auffusion.data.pipeline import MixupClips, mix_clips
 
-    first = {"key": "x", "audio": np.ones(4, np.float32), "num_samples": 4, "caption": "one", "captions": ["one"],
-             "metadata": {}, "complete": True}
-    second = {"key": "y", "audio": np.full(2, 3.0, np.float32), "num_samples": 2, "caption": None, "captions": [],
-              "metadata": {}, "complete": True}
+    first = {
+        "key": "x",
+        "audio": np.ones(4, np.float32),
+        "num_samples": 4,
+        "caption": "one",
+        "captions": ["one"],
+        "metadata": {},
+        "complete": True,
+    }
+    second = {
+        "key": "y",
+        "audio": np.full(2, 3.0, np.float32),
+        "num_samples": 2,
+        "caption": None,
+        "captions": [],
+        "metadata": {},
+        "complete": True,
+    }
     mixed = mix_clips(first, second, 0.75)
     np.testing.assert_allclose(mixed["audio"], [1.5, 1.5, 0.75, 0.75])
     assert mixed["key"] == "x+y" and mixed["caption"] == "one" and mixed["metadata"]["mixup"]["lam"] == 0.75

@@ -180,7 +180,13 @@ def test_bad_specs_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="no directory"):
         TextConditioner([EncoderSpec(name="x", kind="clip", pretrained=str(tmp_path / "missing"))])
     with pytest.raises(ValueError, match="needs 'tokenizer'"):
-        TextConditioner([EncoderSpec(name="x", kind="t5", config={"d_model": 8, "num_layers": 1, "num_heads": 1, "d_kv": 8, "d_ff": 8})])
+        TextConditioner(
+            [
+                EncoderSpec(
+                    name="x", kind="t5", config={"d_model": 8, "num_layers": 1, "num_heads": 1, "d_kv": 8, "d_ff": 8}
+                )
+            ]
+        )
     cond = tiny_conditioner(("clip",))
     with pytest.raises(ValueError, match="drop_mask must have shape"):
         cond(TEST_CAPTIONS[:2], drop_mask=torch.zeros(3, 1, dtype=torch.bool))

@@ -85,16 +85,36 @@ def test_generate_command_from_released_layout(layout, tmp_path):
     from lightning_auffusion.cli import run_subcommand
 
     (tmp_path / "prompts.txt").write_text("rain falls on a tin roof\n")
-    out = run_subcommand("generate", [
-        "--pretrained", str(layout), "--prompts", json.dumps(PROMPTS[:1]), "--prompt_file", str(tmp_path / "prompts.txt"),
-        "--output_dir", str(tmp_path / "gen"), "--num_inference_steps", "2", "--duration_seconds", "0.5",
-        "--scheduler", "ddim", "--seed", "3", "--device", "cpu",
-    ])
+    out = run_subcommand(
+        "generate",
+        [
+            "--pretrained",
+            str(layout),
+            "--prompts",
+            json.dumps(PROMPTS[:1]),
+            "--prompt_file",
+            str(tmp_path / "prompts.txt"),
+            "--output_dir",
+            str(tmp_path / "gen"),
+            "--num_inference_steps",
+            "2",
+            "--duration_seconds",
+            "0.5",
+            "--scheduler",
+            "ddim",
+            "--seed",
+            "3",
+            "--device",
+            "cpu",
+        ],
+    )
     records = _check_outputs(tmp_path / out.split("/")[-1], [PROMPTS[0], "rain falls on a tin roof"], 0.5)
     assert [r["seed"] for r in records] == [3, 4] and records[0]["scheduler"] == "ddim"
     # same arguments -> same audio; the manifest describes the latest run only
     first = sf.read(tmp_path / "gen" / records[0]["wav"])[0]
-    generate_command(prompts=PROMPTS[:1], pretrained=str(layout), output_dir=str(tmp_path / "gen"), scheduler="ddim", seed=3, **FAST)
+    generate_command(
+        prompts=PROMPTS[:1], pretrained=str(layout), output_dir=str(tmp_path / "gen"), scheduler="ddim", seed=3, **FAST
+    )
     assert np.array_equal(first, sf.read(tmp_path / "gen" / records[0]["wav"])[0])
     assert len((tmp_path / "gen" / "prompts.jsonl").read_text().splitlines()) == 1
 
@@ -105,15 +125,26 @@ def test_generate_command_from_checkpoint_and_attention_flag(layout, tmp_path, m
     save_auffusion_vocoder(tiny_vocoder(), tmp_path / "voc")
     own = dict(num_inference_steps=2, duration_seconds=0.5, scheduler="euler", guidance_scale=2.0)
     model = tiny_ldm(use_ema=True, vocoder=str(tmp_path / "voc"), sampling=own)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, max_steps=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_steps=0,
+    )
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     generate_command(prompts=PROMPTS[:2], checkpoint=str(tmp_path / "m.ckpt"), output_dir=str(tmp_path / "ck"), **FAST)
     _check_outputs(tmp_path / "ck", PROMPTS[:2], 0.5)
     # without sampling flags the checkpoint's own sampling settings apply; a flag overrides its one setting
-    generate_command(prompts=PROMPTS[:1], checkpoint=str(tmp_path / "m.ckpt"), output_dir=str(tmp_path / "own"),
-                     device="cpu", guidance_scale=1.5)
+    generate_command(
+        prompts=PROMPTS[:1],
+        checkpoint=str(tmp_path / "m.ckpt"),
+        output_dir=str(tmp_path / "own"),
+        device="cpu",
+        guidance_scale=1.5,
+    )
     record = _check_outputs(tmp_path / "own", PROMPTS[:1], 0.5)[0]
     assert (record["scheduler"], record["num_inference_steps"], record["guidance_scale"]) == ("euler", 2, 1.5)
 
@@ -126,7 +157,9 @@ def test_generate_command_from_checkpoint_and_attention_flag(layout, tmp_path, m
         return generate(pipeline, prompts, **kwargs)
 
     monkeypatch.setattr("lightning_auffusion.attention.recording.generate_with_attention_maps", fake_attention)
-    generate_command(prompts=PROMPTS[:1], pretrained=str(layout), output_dir=str(tmp_path / "att"), attention_maps=True, **FAST)
+    generate_command(
+        prompts=PROMPTS[:1], pretrained=str(layout), output_dir=str(tmp_path / "att"), attention_maps=True, **FAST
+    )
     assert calls["prompts"] == PROMPTS[:1] and calls["output_dir"] == str(tmp_path / "att")
     assert calls["kwargs"]["num_inference_steps"] == 2
     _check_outputs(tmp_path / "att", PROMPTS[:1], 0.5)
@@ -149,15 +182,27 @@ def test_predict_with_trainer_writes_audio(tmp_path):
     model = tiny_ldm(sampling={"num_inference_steps": 2, "duration_seconds": 0.5, "scheduler": "dpmsolver++"})
     model.vocoder = tiny_vocoder()
     writer = AudioPredictionWriter(output_dir=str(tmp_path / "pred"))
-    trainer = pl.Trainer(accelerator="cpu", logger=False, callbacks=[writer], enable_progress_bar=False,
-                         enable_model_summary=False, default_root_dir=str(tmp_path))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        callbacks=[writer],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
     trainer.predict(model, datamodule=PromptDataModule(prompts=PROMPTS, batch_size=2), return_predictions=False)
     records = _check_outputs(tmp_path / "pred", PROMPTS, 0.5)
     assert [r["seed"] for r in records] == [0, 1, 2]
+
     # prompt i is sampled with seed i whatever the batching: one batch of 3 gives the latents of 2 + 1
     def latents(batch_size):
-        trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-                             default_root_dir=str(tmp_path))
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            logger=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=str(tmp_path),
+        )
         outputs = trainer.predict(model, datamodule=PromptDataModule(prompts=PROMPTS, batch_size=batch_size))
         return torch.cat([out.latents for out in outputs])
 
@@ -184,11 +229,20 @@ def test_predict_config_layers_on_an_ldm_config(tmp_path):
 
     ldm = {
         "trainer": {"accelerator": "cpu", "max_steps": 1, "logger": False},
-        "model": {"class_path": "lightning_auffusion.diffusion.module.AuffusionLDM", "init_args": {
-            "unet": tiny_unet_config(), "vae": tiny_vae_config(), "encoders": [asdict(tiny_spec("clip"))],
-            "mel": dict(TINY_MEL), "n_frames": TINY_FRAMES}},
-        "data": {"class_path": "lightning_auffusion.data.datamodule.AudioShardDataModule",
-                 "init_args": {"train_shards": "data_shards/none/index.json", "batch_size": 2, "num_workers": 0}},
+        "model": {
+            "class_path": "lightning_auffusion.diffusion.module.AuffusionLDM",
+            "init_args": {
+                "unet": tiny_unet_config(),
+                "vae": tiny_vae_config(),
+                "encoders": [asdict(tiny_spec("clip"))],
+                "mel": dict(TINY_MEL),
+                "n_frames": TINY_FRAMES,
+            },
+        },
+        "data": {
+            "class_path": "lightning_auffusion.data.datamodule.AudioShardDataModule",
+            "init_args": {"train_shards": "data_shards/none/index.json", "batch_size": 2, "num_workers": 0},
+        },
     }
     (tmp_path / "ldm.yaml").write_text(yaml.safe_dump(ldm))
     predict = yaml.safe_load(Path("conf/predict/quickstart.yaml").read_text())

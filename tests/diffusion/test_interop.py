@@ -30,7 +30,11 @@ from tests.helpers import (
 )
 
 SAMPLE = dict(num_inference_steps=3, duration_seconds=0.5, seed=4)
-RELEASED_ARCHITECTURES = {"CLIPTextModel", "T5EncoderModel", "ClapTextModelWithProjection"}  # the released loader's classes
+RELEASED_ARCHITECTURES = {
+    "CLIPTextModel",
+    "T5EncoderModel",
+    "ClapTextModelWithProjection",
+}  # the released loader's classes
 
 
 @pytest.fixture(scope="module")
@@ -57,13 +61,25 @@ def exported(trained, tmp_path_factory):
 
 
 def test_layout_matches_released_files(exported):
-    for part in ("unet", "vae", "scheduler", "vocoder", "feature_extractor", "text_encoder_0", "text_encoder_1",
-                 "condition_adapter_0", "condition_adapter_1"):
+    for part in (
+        "unet",
+        "vae",
+        "scheduler",
+        "vocoder",
+        "feature_extractor",
+        "text_encoder_0",
+        "text_encoder_1",
+        "condition_adapter_0",
+        "condition_adapter_1",
+    ):
         assert (exported / part).is_dir(), part
     entries = json.loads((exported / "condition_config.json").read_text())
     assert isinstance(entries, list) and len(entries) == 2
     for i, entry in enumerate(entries):
-        assert entry["text_encoder_name"] == f"text_encoder_{i}" and entry["condition_adapter_name"] == f"condition_adapter_{i}"
+        assert (
+            entry["text_encoder_name"] == f"text_encoder_{i}"
+            and entry["condition_adapter_name"] == f"condition_adapter_{i}"
+        )
         assert entry["condition_max_length"] == 77 and entry["cross_attention_dim"] == 32
         config = json.loads((exported / f"text_encoder_{i}" / "config.json").read_text())
         assert config["architectures"][0] in RELEASED_ARCHITECTURES
@@ -86,8 +102,12 @@ def test_released_round_trip_reproduces_every_part(trained, exported):
     latents = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     context = torch.randn(2, 154, 32, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        torch.testing.assert_close(loaded.unet(latents, 10, encoder_hidden_states=context).sample,
-                                   source.unet(latents, 10, encoder_hidden_states=context).sample, rtol=0, atol=0)
+        torch.testing.assert_close(
+            loaded.unet(latents, 10, encoder_hidden_states=context).sample,
+            source.unet(latents, 10, encoder_hidden_states=context).sample,
+            rtol=0,
+            atol=0,
+        )
         torch.testing.assert_close(loaded.vae.decode(latents).sample, source.vae.decode(latents).sample, rtol=0, atol=0)
         torch.testing.assert_close(loaded.conditioner(TEST_CAPTIONS), source.conditioner(TEST_CAPTIONS), rtol=0, atol=0)
         for a, b in zip(loaded.conditioner.adapters, source.conditioner.adapters):
@@ -118,12 +138,21 @@ def test_object_form_condition_config_and_inferred_kinds(exported, tmp_path):
     copy_dir = tmp_path / "object_form"
     shutil.copytree(exported, copy_dir)
     entries = json.loads((copy_dir / "condition_config.json").read_text())
-    listing = [{"text_encoder_path": e["text_encoder_name"], "condition_adapter_path": e["condition_adapter_name"],
-                "max_length": 77} for e in entries]  # no model_type: read from the encoders' configs
-    (copy_dir / "condition_config.json").write_text(json.dumps({"text_encoder_list": listing, "cross_attention_dim": 32}))
+    listing = [
+        {
+            "text_encoder_path": e["text_encoder_name"],
+            "condition_adapter_path": e["condition_adapter_name"],
+            "max_length": 77,
+        }
+        for e in entries
+    ]  # no model_type: read from the encoders' configs
+    (copy_dir / "condition_config.json").write_text(
+        json.dumps({"text_encoder_list": listing, "cross_attention_dim": 32})
+    )
     for i, entry in enumerate(entries):
         (copy_dir / f"condition_adapter_{i}" / "config.json").write_text(
-            json.dumps({"input_dim": entry["condition_dim"], "output_dim": 32}))
+            json.dumps({"input_dim": entry["condition_dim"], "output_dim": 32})
+        )
     assert [e["kind"] for e in read_condition_config(copy_dir)] == ["clip", "t5"]
     a, b = load_released(copy_dir), load_released(exported)
     torch.testing.assert_close(a.conditioner(TEST_CAPTIONS), b.conditioner(TEST_CAPTIONS), rtol=0, atol=0)
@@ -181,9 +210,16 @@ def test_export_command_from_a_lightning_checkpoint(tmp_path):
 
     save_auffusion_vocoder(tiny_vocoder(), tmp_path / "voc")
     model = tiny_ldm(use_ema=True, learning_rate=1e-3, vocoder=str(tmp_path / "voc"))
-    trainer = pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                         default_root_dir=str(tmp_path))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(model, datamodule=ToneDataModule(clips=2, batch_size=2))
     ckpt = tmp_path / "ldm.ckpt"
     trainer.save_checkpoint(ckpt)

@@ -53,8 +53,16 @@ def test_only_adapters_train_the_loss_falls_and_the_base_is_bit_identical():
 
 def test_checkpoint_holds_the_adapter_and_a_random_base_and_loads_back(tmp_path):
     model = tiny_ldm(lora=LORA, learning_rate=1e-2)
-    trainer = pl.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, limit_val_batches=0, default_root_dir=str(tmp_path))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+    )
     trainer.fit(model, datamodule=ToneDataModule(clips=2, batch_size=2))
     path = tmp_path / "lora.ckpt"
     trainer.save_checkpoint(path)
@@ -133,8 +141,12 @@ def _diffusers_keys(model: AuffusionLDM) -> set[str]:
 
 @pytest.mark.parametrize(
     ("lora", "match"),
-    [({"rank": 0}, "rank"), ({"target_modules": []}, "target_modules"), ({"target_modules": ["nope"]}, "matched no"),
-     ({"dropout": 1.5}, "dropout")],
+    [
+        ({"rank": 0}, "rank"),
+        ({"target_modules": []}, "target_modules"),
+        ({"target_modules": ["nope"]}, "matched no"),
+        ({"dropout": 1.5}, "dropout"),
+    ],
 )
 def test_bad_lora_settings_fail_in_one_line(lora, match):
     with pytest.raises(UserInputError, match=match):
@@ -154,8 +166,14 @@ def test_missing_lora_file_is_one_line(tmp_path):
 
 
 def _checkpoint(model: AuffusionLDM, path) -> str:
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, max_steps=0)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_steps=0,
+    )
     trainer.strategy.connect(model)
     trainer.save_checkpoint(path)
     return str(path)
@@ -185,7 +203,15 @@ def test_export_lora_command_and_generate_lora_apply_the_adapter(tmp_path):
     again = ModelSource(pretrained=str(merged), device="cpu").load()
     torch.testing.assert_close(_unet_output(again.unet), _unet_output(model.unet), rtol=1e-4, atol=1e-5)
     with pytest.raises(UserInputError, match="not trained with LoRA"):
-        main(["export-lora", "--checkpoint", _checkpoint(base, tmp_path / "full.ckpt"), "--output_dir", str(tmp_path / "x")])
+        main(
+            [
+                "export-lora",
+                "--checkpoint",
+                _checkpoint(base, tmp_path / "full.ckpt"),
+                "--output_dir",
+                str(tmp_path / "x"),
+            ]
+        )
 
 
 def test_adamw8bit_without_bitsandbytes_is_one_line(monkeypatch):

@@ -67,7 +67,9 @@ def test_switches_are_off_by_default_and_change_the_loss_when_on(monkeypatch):
     assert offset.item() != pytest.approx(base.item())
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"snr_gamma": 0.0}, "snr_gamma"), ({"noise_offset": -0.1}, "noise_offset")])
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"snr_gamma": 0.0}, "snr_gamma"), ({"noise_offset": -0.1}, "noise_offset")]
+)
 def test_bad_switch_values_fail_in_one_line(kwargs, match):
     with pytest.raises(UserInputError, match=match):
         tiny_ldm(**kwargs)

@@ -27,14 +27,23 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 def _eval_loss(model: AuffusionLDM, batch, seeds=range(4)) -> float:
     with torch.no_grad():
-        return sum(model.diffusion_loss(batch, generator=torch.Generator().manual_seed(s), drop=False).item() for s in seeds) / len(seeds)
+        return sum(
+            model.diffusion_loss(batch, generator=torch.Generator().manual_seed(s), drop=False).item() for s in seeds
+        ) / len(seeds)
 
 
 def _trainer(tmp_path, **kwargs) -> pl.Trainer:
     options = dict(
-        accelerator="cpu", devices=1, max_steps=2, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_val_batches=1, default_root_dir=str(tmp_path),
+        accelerator="cpu",
+        devices=1,
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1,
+        default_root_dir=str(tmp_path),
     )
     options.update(kwargs)
     return pl.Trainer(**options)
@@ -49,14 +58,25 @@ def test_shapes_and_defaults(model):
     assert model.vae_scaling_factor == pytest.approx(0.18215)
     cfg = model.noise_scheduler.config
     assert (cfg.num_train_timesteps, cfg.beta_start, cfg.beta_end, cfg.beta_schedule, cfg.prediction_type) == (
-        1000, 0.00085, 0.012, "scaled_linear", "epsilon")
+        1000,
+        0.00085,
+        0.012,
+        "scaled_linear",
+        "epsilon",
+    )
     batch = tone_batch(2)
     image = model.images_from_audio(batch["audio"])
     assert image.shape == (2, 3, 64, 64)
     latents = model.latents_from_posterior(model.posterior_parameters(image))
     assert latents.shape == (2, 4, 16, 16)
     assert model.conditioner(batch["caption"]).shape == (2, 77, 32)
-    assert model.sampling == {"scheduler": "pndm", "num_inference_steps": 100, "guidance_scale": 7.5, "seed": 0, "duration_seconds": 10.0}
+    assert model.sampling == {
+        "scheduler": "pndm",
+        "num_inference_steps": 100,
+        "guidance_scale": 7.5,
+        "seed": 0,
+        "duration_seconds": 10.0,
+    }
     assert type(next(iter(model.unet.attn_processors.values()))).__name__ == "AttnProcessor2_0"
 
 
@@ -245,13 +265,23 @@ def test_cli_fit_with_optimizer_and_scheduler_override(tmp_path, where):
         "lr_scheduler": {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 1, "gamma": 0.5}},
     }
     model_args = {
-        "unet": tiny_unet_config(), "vae": tiny_vae_config(), "encoders": [vars(tiny_spec("clip"))],
-        "mel": dict(vars(tiny_frontend_kwargs()["mel"])), "n_frames": 64,
+        "unet": tiny_unet_config(),
+        "vae": tiny_vae_config(),
+        "encoders": [vars(tiny_spec("clip"))],
+        "mel": dict(vars(tiny_frontend_kwargs()["mel"])),
+        "n_frames": 64,
     }
     config = {
-        "trainer": {"accelerator": "cpu", "max_steps": 2, "logger": False, "enable_checkpointing": False,
-                    "enable_progress_bar": False, "enable_model_summary": False, "limit_val_batches": 0,
-                    "default_root_dir": str(tmp_path)},
+        "trainer": {
+            "accelerator": "cpu",
+            "max_steps": 2,
+            "logger": False,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "limit_val_batches": 0,
+            "default_root_dir": str(tmp_path),
+        },
         "model": {"class_path": "lightning_auffusion.diffusion.module.AuffusionLDM", "init_args": model_args},
         "data": {"class_path": "tests.helpers.ToneDataModule", "init_args": {"clips": 2, "batch_size": 2}},
     }

@@ -56,6 +56,13 @@ def test_a_positional_ldm_trains_and_samples_latents_of_the_vae_width(single_tor
     assert torch.isfinite(loss) and module.unet.conv_in.weight.grad is not None
     pipeline = AuffusionPipeline.from_module(module)
     assert pipeline.frame_position_channels == 4 and pipeline.latent_channels == 4
-    out = generate(module, ["a loud sine tone"], num_inference_steps=2, guidance_scale=2.0, seed=0,
-                   duration_seconds=0.5, scheduler="ddim")
+    out = generate(
+        module,
+        ["a loud sine tone"],
+        num_inference_steps=2,
+        guidance_scale=2.0,
+        seed=0,
+        duration_seconds=0.5,
+        scheduler="ddim",
+    )
     assert out.audio.shape[-1] == 8000 and torch.isfinite(torch.as_tensor(out.audio)).all()

@@ -34,9 +34,12 @@ def test_riffusion_trains_on_8_bit_images_and_decodes_with_griffin_lim(monkeypat
     model.vocoder = RefusingVocoder()
     calls = []
     original = sampling._griffin_lim
-    monkeypatch.setattr(sampling, "_griffin_lim", lambda pipe, logmel: calls.append(pipe.griffin_lim_iters) or original(pipe, logmel))
-    out = sampling.generate(model, ["a dog barks"], num_inference_steps=2, scheduler="ddim",
-                            duration_seconds=TINY_FRAMES * 160 / 16000)
+    monkeypatch.setattr(
+        sampling, "_griffin_lim", lambda pipe, logmel: calls.append(pipe.griffin_lim_iters) or original(pipe, logmel)
+    )
+    out = sampling.generate(
+        model, ["a dog barks"], num_inference_steps=2, scheduler="ddim", duration_seconds=TINY_FRAMES * 160 / 16000
+    )
     assert calls == [2] and torch.isfinite(out.audio).all() and out.audio.abs().max() > 0
 
 

@@ -35,7 +35,10 @@ def tiny_vocoder():
 
     torch.manual_seed(3)
     config = GeneratorConfig.small(
-        num_mels=TINY_MEL["n_mels"], n_fft=TINY_MEL["n_fft"], win_size=TINY_MEL["win_length"], upsample_initial_channel=32
+        num_mels=TINY_MEL["n_mels"],
+        n_fft=TINY_MEL["n_fft"],
+        win_size=TINY_MEL["win_length"],
+        upsample_initial_channel=32,
     )
     return HifiGanGenerator(config).remove_weight_norm().eval()
 
@@ -68,7 +71,11 @@ class UNetSpy:
 
 def spied(pipeline):
     clone = AuffusionPipeline(
-        pipeline.unet, pipeline.vae, pipeline.conditioner, pipeline.frontend, vocoder=pipeline.vocoder,
+        pipeline.unet,
+        pipeline.vae,
+        pipeline.conditioner,
+        pipeline.frontend,
+        vocoder=pipeline.vocoder,
         train_scheduler_config=pipeline.train_scheduler_config,
     )
     clone.unet = UNetSpy(pipeline.unet)
@@ -80,7 +87,11 @@ def test_make_scheduler_follows_training_schedule(module):
     pndm = make_scheduler("pndm", config)
     assert type(pndm).__name__ == "PNDMScheduler"
     assert pndm.config.skip_prk_steps and not pndm.config.set_alpha_to_one and pndm.config.steps_offset == 1
-    assert (pndm.config.beta_start, pndm.config.beta_end, pndm.config.beta_schedule) == (0.00085, 0.012, "scaled_linear")
+    assert (pndm.config.beta_start, pndm.config.beta_end, pndm.config.beta_schedule) == (
+        0.00085,
+        0.012,
+        "scaled_linear",
+    )
     assert make_scheduler("ddim", config).config.set_alpha_to_one is False
     assert make_scheduler("dpmsolver++", config).config.algorithm_type == "dpmsolver++"
     euler = make_scheduler("euler", config)
@@ -93,7 +104,9 @@ def test_make_scheduler_follows_training_schedule(module):
 
 @pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
 def test_every_scheduler_gives_finite_audio_of_requested_length(pipeline, scheduler):
-    out = generate(pipeline, PROMPTS[:2], num_inference_steps=STEPS, scheduler=scheduler, duration_seconds=SECONDS, batch_size=2)
+    out = generate(
+        pipeline, PROMPTS[:2], num_inference_steps=STEPS, scheduler=scheduler, duration_seconds=SECONDS, batch_size=2
+    )
     assert out.audio.shape == (2, int(SECONDS * 16000))
     assert out.sample_rate == 16000
     assert torch.isfinite(out.audio).all() and out.audio.abs().max() <= 1.0
@@ -105,7 +118,10 @@ def test_every_scheduler_gives_finite_audio_of_requested_length(pipeline, schedu
 
 
 def test_schedulers_differ_and_more_steps_change_result(pipeline):
-    results = {s: generate(pipeline, PROMPTS[:1], num_inference_steps=STEPS, scheduler=s, duration_seconds=SECONDS).latents for s in ("pndm", "ddim")}
+    results = {
+        s: generate(pipeline, PROMPTS[:1], num_inference_steps=STEPS, scheduler=s, duration_seconds=SECONDS).latents
+        for s in ("pndm", "ddim")
+    }
     assert not torch.allclose(results["pndm"], results["ddim"])
 
 
@@ -153,8 +169,15 @@ def test_guidance_one_is_conditional_only(pipeline):
     assert all(batch == 2 for batch, _ in spy.unet.calls)  # no unconditional branch at all
     torch.testing.assert_close(spy.unet.calls[0][1], pipeline.conditioner(PROMPTS[:2]))
     # a negative prompt has no effect without guidance
-    negative = generate(pipeline, PROMPTS[:2], num_inference_steps=2, guidance_scale=1.0, duration_seconds=SECONDS, seed=5,
-                        negative_prompts="birds chirp in the morning")
+    negative = generate(
+        pipeline,
+        PROMPTS[:2],
+        num_inference_steps=2,
+        guidance_scale=1.0,
+        duration_seconds=SECONDS,
+        seed=5,
+        negative_prompts="birds chirp in the morning",
+    )
     torch.testing.assert_close(out.latents, negative.latents)
 
 
@@ -180,7 +203,17 @@ def test_step_callback_start_step_and_latents_argument(pipeline):
         seen.append(index)
         return torch.zeros_like(current) if index == 4 else None
 
-    out = denoise(pipeline, cond, uncond, latents, sched, num_inference_steps=5, guidance_scale=2.0, start_step=2, step_callback=callback)
+    out = denoise(
+        pipeline,
+        cond,
+        uncond,
+        latents,
+        sched,
+        num_inference_steps=5,
+        guidance_scale=2.0,
+        start_step=2,
+        step_callback=callback,
+    )
     assert seen == [2, 3, 4]
     assert torch.count_nonzero(out) == 0  # the callback's tensor replaced the latents
     with pytest.raises(ValueError, match="start_step"):
@@ -197,7 +230,9 @@ def test_encode_decode_shapes_and_griffin_lim_fallback(pipeline):
     assert latents.shape == (2, 4, 16, 16)
     audio, logmel, image = decode_latents(pipeline, latents)
     assert audio.shape == (2, 64 * 160) and logmel.shape == (2, 64, 64) and image.shape == (2, 3, 64, 64)
-    no_vocoder = AuffusionPipeline(pipeline.unet, pipeline.vae, pipeline.conditioner, pipeline.frontend, griffin_lim_iters=4)
+    no_vocoder = AuffusionPipeline(
+        pipeline.unet, pipeline.vae, pipeline.conditioner, pipeline.frontend, griffin_lim_iters=4
+    )
     gl_audio, _, _ = decode_latents(no_vocoder, latents)
     assert gl_audio.shape == (2, 64 * 160) and torch.isfinite(gl_audio).all() and gl_audio.abs().max() <= 1.0
 
@@ -244,13 +279,23 @@ def test_released_geometry_ten_seconds_from_a_256_by_1024_image():
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        in_channels=4, out_channels=4, block_out_channels=(8, 8, 16, 16), layers_per_block=1, norm_num_groups=4,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(8, 8, 16, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=4,
+        cross_attention_dim=32,
+        attention_head_dim=4,
     ).eval()
-    vae = AutoencoderKL(block_out_channels=(4, 4, 4, 4), down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, norm_num_groups=2).eval()
+    vae = AutoencoderKL(
+        block_out_channels=(4, 4, 4, 4),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=2,
+    ).eval()
     pipeline = AuffusionPipeline(unet, vae, tiny_conditioner(("clip",)), AuffusionFrontend(), griffin_lim_iters=2)
     assert pipeline.vae_downsample_factor == 8 and pipeline.unet_downsample_factor == 8
     assert pipeline.latent_shape(10.0) == (4, 32, 128) and pipeline.frames_for(10.24) == 1024

@@ -33,8 +33,9 @@ def test_vocabulary_covers_the_synthetic_grammar_and_tokenizer_pads_like_hugging
     for _ in range(50):  # fresh captions, a seed the vocabulary was not built from: no unknown words
         caption = render_caption(sample_events(rng, heldout=True), rng)
         assert tokenizer.unk_token_id not in tokenizer.encode(caption), caption
-    out = tokenizer(["a loud sine beep", "zorblax"], padding="longest", truncation=True, max_length=3,
-                    return_tensors="pt")
+    out = tokenizer(
+        ["a loud sine beep", "zorblax"], padding="longest", truncation=True, max_length=3, return_tensors="pt"
+    )
     assert out["input_ids"].shape == (2, 3) and out["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert out["input_ids"][1, 0] == tokenizer.unk_token_id
     assert tokenizer(["a b"], padding="max_length", max_length=6, return_tensors="pt")["input_ids"].shape == (1, 6)
@@ -63,16 +64,26 @@ def test_ldm_trains_the_scratch_encoder_jointly_and_checkpoints_it(tmp_path):
     from lightning_auffusion.diffusion.module import AuffusionLDM
     from tests.helpers import ToneDataModule
 
-    model = tiny_ldm(encoders=[scratch_spec(max_length=8), tiny_spec("clip")], save_frozen_weights=False,
-                     cache_text_embeddings=True)
+    model = tiny_ldm(
+        encoders=[scratch_spec(max_length=8), tiny_spec("clip")], save_frozen_weights=False, cache_text_embeddings=True
+    )
     scratch, clip = model.conditioner.encoders
     trainable = {id(p) for p in model.trainable_parameters()}
     assert all(id(p) in trainable for p in scratch.parameters())
-    assert not any(id(p) in trainable for p in clip.parameters()) and not any(p.requires_grad for p in clip.parameters())
+    assert not any(id(p) in trainable for p in clip.parameters()) and not any(
+        p.requires_grad for p in clip.parameters()
+    )
     before = {k: v.clone() for k, v in scratch.state_dict().items()}
     clip_before = {k: v.clone() for k, v in clip.state_dict().items()}
-    trainer = Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
+    trainer = Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
     trainer.fit(model, datamodule=ToneDataModule(clips=2, batch_size=2))
     assert any(not torch.equal(before[k], v) for k, v in scratch.state_dict().items())  # it learned
     assert all(torch.equal(clip_before[k], v) for k, v in clip.state_dict().items())  # frozen one did not

@@ -56,7 +56,7 @@ def test_sd15_unet_loads_a_diffusers_layout_strictly(tmp_path):
     assert count_parameters(unet) == SD15_UNET_PARAMETERS
     layout = tmp_path / "sd15"
     unet.save_pretrained(layout / "unet")
-    probe = {k: v.clone() for k, v in list(unet.state_dict().items())[:: 97]}
+    probe = {k: v.clone() for k, v in list(unet.state_dict().items())[::97]}
     del unet
     loaded = build_unet(str(layout))  # an SD-1.5 diffusers layout directory (subfolder unet)
     assert count_parameters(loaded) == SD15_UNET_PARAMETERS

@@ -30,8 +30,16 @@ def tiny_vae_module(**kwargs) -> SpectrogramVAE:
 
 def _fit(module, tmp_path, steps, **kwargs):
     trainer = pl.Trainer(
-        accelerator="cpu", max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=str(tmp_path), **kwargs,
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+        **kwargs,
     )
     trainer.fit(module, datamodule=ToneDataModule(clips=4, batch_size=4))
     return trainer
@@ -83,7 +91,9 @@ def test_kl_is_normalised_per_image_element():
 
 
 def test_adversarial_term_switches_on_at_start_step(tmp_path):
-    module = tiny_vae_module(adversarial_weight=0.5, adversarial_start_step=2, discriminator_channels=8, discriminator_layers=2)
+    module = tiny_vae_module(
+        adversarial_weight=0.5, adversarial_start_step=2, discriminator_channels=8, discriminator_layers=2
+    )
     d_before = [p.detach().clone() for p in module.discriminator.parameters()]
     trainer = _fit(module, tmp_path, steps=6)
     # global_step counts batches (autoencoder steps), as for the vocoder: discriminator steps are not counted
@@ -95,7 +105,9 @@ def test_adversarial_term_switches_on_at_start_step(tmp_path):
 
 
 def test_discriminator_not_trained_before_start_step(tmp_path):
-    module = tiny_vae_module(adversarial_weight=0.5, adversarial_start_step=100, discriminator_channels=8, discriminator_layers=2)
+    module = tiny_vae_module(
+        adversarial_weight=0.5, adversarial_start_step=100, discriminator_channels=8, discriminator_layers=2
+    )
     d_before = [p.detach().clone() for p in module.discriminator.parameters()]
     trainer = _fit(module, tmp_path, steps=2)
     assert all(torch.equal(a, b) for a, b in zip(d_before, module.discriminator.parameters()))
@@ -139,8 +151,9 @@ def test_checkpoint_and_export_feed_the_ldm(tmp_path):
     from jsonargparse import auto_cli
 
     # export_vae is a typed, documented function: usable as a CLI subcommand as is
-    folder2 = auto_cli(export_vae, args=["--checkpoint", str(ckpt), "--output_dir", str(tmp_path / "exported2")],
-                       as_positional=False)
+    folder2 = auto_cli(
+        export_vae, args=["--checkpoint", str(ckpt), "--output_dir", str(tmp_path / "exported2")], as_positional=False
+    )
     for path in (folder, folder2):
         vae = build_vae(path)
         assert vae.config.scaling_factor == pytest.approx(scale)

@@ -100,15 +100,34 @@ def test_callback_generates_scores_and_logs_during_fit(synthetic_set, tiny_clap_
     captions = read_prompts(synthetic_set["prompts"])
     ref = synthetic_set["reference"]
     clips = {captions[f"clip{i}"]: sf.read(ref / f"clip{i}.wav", dtype="float32")[0] for i in range(4)}
-    callback = ReplayCallback(clips, prompts=str(synthetic_set["prompts"]), reference=str(synthetic_set["reference"]),
-                              every_n_steps=3, at_validation_end=True, metrics=["kl", "clap", "alignment"],
-                              weights_dir=str(tmp_path / "none"), allow_random_weights=True, max_prompts=3,
-                              seed=5, batch_size=2, log_audio=2)
+    callback = ReplayCallback(
+        clips,
+        prompts=str(synthetic_set["prompts"]),
+        reference=str(synthetic_set["reference"]),
+        every_n_steps=3,
+        at_validation_end=True,
+        metrics=["kl", "clap", "alignment"],
+        weights_dir=str(tmp_path / "none"),
+        allow_random_weights=True,
+        max_prompts=3,
+        seed=5,
+        batch_size=2,
+        log_audio=2,
+    )
     data = DataLoader(TensorDataset(torch.randn(4, 4)), batch_size=2)
     logger = RecordingLogger()
-    trainer = Trainer(max_epochs=2, logger=logger, callbacks=[callback], accelerator="cpu", devices=1,
-                      num_sanity_val_steps=1, limit_val_batches=1, enable_checkpointing=False,
-                      enable_progress_bar=False, enable_model_summary=False)
+    trainer = Trainer(
+        max_epochs=2,
+        logger=logger,
+        callbacks=[callback],
+        accelerator="cpu",
+        devices=1,
+        num_sanity_val_steps=1,
+        limit_val_batches=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(TinyModule(), data, data)
 
     steps = [step for step, m in logger.metrics if "eval/kl" in m]
@@ -134,15 +153,29 @@ def test_callback_scores_and_logs_the_stage_ceilings_once(synthetic_set, tmp_pat
     captions = read_prompts(synthetic_set["prompts"])
     ref = synthetic_set["reference"]
     clips = {captions[f"clip{i}"]: sf.read(ref / f"clip{i}.wav", dtype="float32")[0] for i in range(4)}
-    callback = ReplayCallback(clips, prompts=str(synthetic_set["prompts"]), reference=str(ref), metrics=["alignment"],
-                              max_prompts=4, batch_size=2, log_audio=0)
+    callback = ReplayCallback(
+        clips,
+        prompts=str(synthetic_set["prompts"]),
+        reference=str(ref),
+        metrics=["alignment"],
+        max_prompts=4,
+        batch_size=2,
+        log_audio=0,
+    )
     logger = RecordingLogger()
-    trainer = types.SimpleNamespace(global_rank=0, world_size=1, global_step=7, is_global_zero=True, logger=logger,
-                                    strategy=types.SimpleNamespace(root_device=torch.device("cpu")), callback_metrics={})
+    trainer = types.SimpleNamespace(
+        global_rank=0,
+        world_size=1,
+        global_step=7,
+        is_global_zero=True,
+        logger=logger,
+        strategy=types.SimpleNamespace(root_device=torch.device("cpu")),
+        callback_metrics={},
+    )
     module = tiny_ldm()
     callback.run(trainer, module)
     assert set(callback.ceiling_results) == {"ceiling_vocoder", "ceiling_vae_vocoder"}
-    (_, scalars), = logger.metrics
+    ((_, scalars),) = logger.metrics
     for row in ("ceiling_vocoder", "ceiling_vae_vocoder"):
         assert 0.0 <= scalars[f"eval/{row}/alignment_accuracy"] <= 1.0 and scalars[f"eval/{row}/generated"] == 4
     assert scalars["eval/alignment_source_accuracy"] == 1.0  # the replayed reference clips

@@ -26,8 +26,14 @@ def model():
 @pytest.fixture(scope="module")
 def checkpoint(model, tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("ceiling_ckpt") / "tiny.ckpt"
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": lightning.__version__}, path)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": dict(model.hparams),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
     return str(path)
 
 
@@ -44,13 +50,21 @@ def test_stage_ceilings_render_at_the_models_rate_and_keep_clip_lengths(model):
         stages.render("ceiling_vae", [short], [16000])
 
 
-def test_evaluate_scores_the_ceiling_rows_beside_generated_audio(synthetic_set, checkpoint, tiny_clap_backend,
-                                                                  tmp_path):
+def test_evaluate_scores_the_ceiling_rows_beside_generated_audio(
+    synthetic_set, checkpoint, tiny_clap_backend, tmp_path
+):
     out = tmp_path / "report"
-    report = evaluate(generated=str(synthetic_set["generated"]), reference=str(synthetic_set["reference"]),
-                      prompts=str(synthetic_set["prompts"]), ceiling_checkpoint=checkpoint, output=str(out),
-                      metrics=["kl", "clap", "alignment"], weights_dir=str(tmp_path / "none"),
-                      allow_random_weights=True, batch_size=3)
+    report = evaluate(
+        generated=str(synthetic_set["generated"]),
+        reference=str(synthetic_set["reference"]),
+        prompts=str(synthetic_set["prompts"]),
+        ceiling_checkpoint=checkpoint,
+        output=str(out),
+        metrics=["kl", "clap", "alignment"],
+        weights_dir=str(tmp_path / "none"),
+        allow_random_weights=True,
+        batch_size=3,
+    )
     assert list(report["rows"]) == ["generated", "ceiling_vocoder", "ceiling_vae_vocoder"]
     assert report["rows"]["generated"] == report["metrics"]
     for name in CEILING_ROWS:
@@ -67,14 +81,27 @@ def test_evaluate_scores_the_ceiling_rows_beside_generated_audio(synthetic_set, 
     assert "| ceiling_vocoder |" in md and "| ceiling_vae_vocoder |" in md and "| run | source | pitch |" in md
     assert "Alignment by attribute" in md
     rows = [json.loads(line)["row"] for line in (out / "clips.jsonl").read_text().splitlines()]
-    assert rows.count("generated") == 5 and rows.count("ceiling_vocoder") == 4 and rows.count("ceiling_vae_vocoder") == 4
+    assert (
+        rows.count("generated") == 5 and rows.count("ceiling_vocoder") == 4 and rows.count("ceiling_vae_vocoder") == 4
+    )
 
-    plain = evaluate(generated=str(synthetic_set["generated"]), prompts=str(synthetic_set["prompts"]),
-                     ceiling_checkpoint=checkpoint, output=str(tmp_path / "noref"), metrics=["alignment"])
+    plain = evaluate(
+        generated=str(synthetic_set["generated"]),
+        prompts=str(synthetic_set["prompts"]),
+        ceiling_checkpoint=checkpoint,
+        output=str(tmp_path / "noref"),
+        metrics=["alignment"],
+    )
     assert list(plain["rows"]) == ["generated"]  # no reference: nothing to render, logged
-    off = evaluate(generated=str(synthetic_set["generated"]), reference=str(synthetic_set["reference"]),
-                   prompts=str(synthetic_set["prompts"]), ceiling_checkpoint=checkpoint, ceilings=False,
-                   output=str(tmp_path / "off"), metrics=["alignment"])
+    off = evaluate(
+        generated=str(synthetic_set["generated"]),
+        reference=str(synthetic_set["reference"]),
+        prompts=str(synthetic_set["prompts"]),
+        ceiling_checkpoint=checkpoint,
+        ceilings=False,
+        output=str(tmp_path / "off"),
+        metrics=["alignment"],
+    )
     assert list(off["rows"]) == ["generated"]
     with pytest.raises(ValueError, match="ceiling_checkpoint is for a generated folder"):
         evaluate(checkpoint=checkpoint, ceiling_checkpoint=checkpoint, prompts=str(synthetic_set["prompts"]))
@@ -85,12 +112,23 @@ def test_evaluate_scores_the_ceiling_rows_beside_generated_audio(synthetic_set, 
 def test_evaluate_from_a_checkpoint_reports_attention_localisation(synthetic_set, checkpoint, tmp_path):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a loud low sine tone, then quiet white noise pulsing on and off\na loud low sine tone\n")
-    report = evaluate(checkpoint=checkpoint, prompts=str(prompts), metrics=["alignment"], output=str(tmp_path / "r"),
-                      reference=str(synthetic_set["reference"]), attention_localisation=True, batch_size=2)
+    report = evaluate(
+        checkpoint=checkpoint,
+        prompts=str(prompts),
+        metrics=["alignment"],
+        output=str(tmp_path / "r"),
+        reference=str(synthetic_set["reference"]),
+        attention_localisation=True,
+        batch_size=2,
+    )
     m = report["metrics"]
     assert 0.0 <= m["attention_localisation"] <= 1.0 and m["attention_localisation_chance"] == pytest.approx(0.5)
     assert m["attention_localisation_prompts"] == 1 and m["attention_localisation_skipped"] == 1
     saved = json.loads((tmp_path / "r" / "localisation.json").read_text())
     assert [p["id"] for p in saved["per_prompt"]] == ["00000", "00001"] and saved["per_prompt"][1]["score"] is None
     assert "Attention loc." in (tmp_path / "r" / "metrics.md").read_text()
-    assert list(report["rows"]) == ["generated", "ceiling_vocoder", "ceiling_vae_vocoder"]  # the checkpoint's own stages
+    assert list(report["rows"]) == [
+        "generated",
+        "ceiling_vocoder",
+        "ceiling_vae_vocoder",
+    ]  # the checkpoint's own stages

@@ -41,12 +41,23 @@ def test_evaluate_generation_writes_inside_output(tmp_path, monkeypatch):
 
     import lightning_auffusion.diffusion.sampling as sampling
 
-    monkeypatch.setattr(sampling, "generate", lambda module, prompts, **kw: types.SimpleNamespace(
-        audio=torch.zeros(len(prompts), 1600), sample_rate=16000))
+    monkeypatch.setattr(
+        sampling,
+        "generate",
+        lambda module, prompts, **kw: types.SimpleNamespace(audio=torch.zeros(len(prompts), 1600), sample_rate=16000),
+    )
     folder = tmp_path / "run" / "generated"
     outside = tmp_path / "outside"
-    generate_folder(Module(), {"../../x": "a", str(outside / "abs"): "b"}, folder, num_inference_steps=1,
-                    guidance_scale=None, scheduler=None, seed=0, batch_size=2)
+    generate_folder(
+        Module(),
+        {"../../x": "a", str(outside / "abs"): "b"},
+        folder,
+        num_inference_steps=1,
+        guidance_scale=None,
+        scheduler=None,
+        seed=0,
+        batch_size=2,
+    )
     written = sorted(p.name for p in folder.iterdir())
     assert len(written) == 2 and not outside.exists() and not (tmp_path / "x.wav").exists()
     assert sorted(p for p in tmp_path.rglob("*.wav")) == sorted(folder.glob("*.wav"))
@@ -61,5 +72,11 @@ def test_evaluate_with_an_empty_reference_folder_fails(tmp_path):
 
     sf.write(generated / "a.wav", np.zeros(16000, dtype=np.float32), 16000)
     with pytest.raises(UserInputError, match="no usable reference audio"):
-        evaluate(generated=str(generated), reference=str(reference), metrics=["fd"], output=str(tmp_path / "r"),
-                 weights_dir=str(tmp_path / "w"), allow_random_weights=True)
+        evaluate(
+            generated=str(generated),
+            reference=str(reference),
+            metrics=["fd"],
+            output=str(tmp_path / "r"),
+            weights_dir=str(tmp_path / "w"),
+            allow_random_weights=True,
+        )

@@ -9,8 +9,10 @@ from lightning_auffusion.metrics import AlignmentAccuracy
 from lightning_auffusion.synth.attributes import render_caption
 from lightning_auffusion.synth.generator import render_clip
 
-EVENTS = [{"source": "square", "pitch": "low", "pattern": "continuous", "loudness": "loud"},
-          {"source": "white", "pattern": "beeping", "loudness": "quiet"}]
+EVENTS = [
+    {"source": "square", "pitch": "low", "pattern": "continuous", "loudness": "loud"},
+    {"source": "white", "pattern": "beeping", "loudness": "quiet"},
+]
 
 
 def _clip(events):
@@ -32,7 +34,11 @@ def test_a_correct_clip_scores_100_percent_on_every_attribute(caption):
         assert result[f"{attribute}_accuracy"] == 1.0, attribute
     assert result["pitch_judged"] == 1 and result["source_judged"] == 2  # noise has no pitch
     assert result["event0_accuracy"] == 1.0 and result["event1_accuracy"] == 1.0 and result["event2_judged"] == 0
-    assert result["events2_clip_accuracy"] == 1.0 and result["events2_clips"] == 1 and np.isnan(result["events1_clip_accuracy"])
+    assert (
+        result["events2_clip_accuracy"] == 1.0
+        and result["events2_clips"] == 1
+        and np.isnan(result["events1_clip_accuracy"])
+    )
 
 
 def test_a_wrong_pitch_clip_fails_exactly_pitch(caption):
@@ -47,9 +53,12 @@ def test_a_wrong_pitch_clip_fails_exactly_pitch(caption):
 
 
 def test_breakdown_counts_positions_and_event_counts_and_ignores_foreign_keys():
-    verdicts = [{"event0.source": True, "event1.source": False, "event1.loudness": True},
-                {"event0.pitch": True, "event0.duration": False},  # 'duration' only counts in the totals
-                {"event0.source": True, "event1.source": True, "event2.source": True, "event3.source": False}, {}]
+    verdicts = [
+        {"event0.source": True, "event1.source": False, "event1.loudness": True},
+        {"event0.pitch": True, "event0.duration": False},  # 'duration' only counts in the totals
+        {"event0.source": True, "event1.source": True, "event2.source": True, "event3.source": False},
+        {},
+    ]
     metric = AlignmentAccuracy(max_events=3)
     metric.update([None] * 4, ["x"] * 4, 16000, verdicts=verdicts)
     r = {k: float(v) for k, v in metric.compute().items()}
@@ -69,7 +78,12 @@ def test_update_batch_judges_only_whole_clips(caption):
     clip = torch.from_numpy(_clip(EVENTS))
     audio = torch.stack([clip, clip])
     metric = AlignmentAccuracy()
-    scored = metric.update_batch(audio, torch.tensor([clip.numel(), clip.numel()]), [caption, caption], 16000,
-                                 complete=torch.tensor([True, False]))
+    scored = metric.update_batch(
+        audio,
+        torch.tensor([clip.numel(), clip.numel()]),
+        [caption, caption],
+        16000,
+        complete=torch.tensor([True, False]),
+    )
     assert scored == 1 and float(metric.clips) == 1 and float(metric.compute()["accuracy"]) == 1.0
     assert AlignmentAccuracy().loggable("val/") == {}  # nothing judged: nothing to log

@@ -58,9 +58,16 @@ def compute_all(gen: slice, ref: slice | None) -> dict:
         fad.update(t["frames_ref"].reshape(N_REF, 3, 128)[ref].reshape(-1, 128), real=True)
         kl.update(t["logits_ref"][ref], d["ids_ref"][ref], real=True)
     is_mean, is_std = is_.compute()
-    return {"fd": float(fd.compute()), "fad": float(fad.compute()), "kl": float(kl.compute()),
-            "kl_pairs": kl.last_pairing.pairs, "is_mean": float(is_mean), "is_std": float(is_std),
-            "clap": float(clap.compute()), "align": float(align.compute()["accuracy"])}
+    return {
+        "fd": float(fd.compute()),
+        "fad": float(fad.compute()),
+        "kl": float(kl.compute()),
+        "kl_pairs": kl.last_pairing.pairs,
+        "is_mean": float(is_mean),
+        "is_std": float(is_std),
+        "clap": float(clap.compute()),
+        "align": float(align.compute()["accuracy"]),
+    }
 
 
 def worker(rank: int, world: int, init_file: str, out_file: str) -> None:

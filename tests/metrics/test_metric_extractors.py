@@ -94,8 +94,10 @@ def test_cnn14_loads_a_panns_checkpoint_strictly(tmp_path, monkeypatch):
         reference.bn0.running_mean.normal_()
     state = reference.state_dict()
     assert {k for k in state if k.startswith(("spectrogram_extractor.", "logmel_extractor."))} == {
-        "spectrogram_extractor.stft.conv_real.weight", "spectrogram_extractor.stft.conv_imag.weight",
-        "logmel_extractor.melW"}
+        "spectrogram_extractor.stft.conv_real.weight",
+        "spectrogram_extractor.stft.conv_imag.weight",
+        "logmel_extractor.melW",
+    }
     model = Cnn14()
     model.load_panns_state_dict(state)
     assert torch.equal(model.conv_block6.conv2.weight, reference.conv_block6.conv2.weight)
@@ -167,14 +169,29 @@ def test_vggish_front_end_matches_numpy_and_counts_examples():
 
 
 def test_vggish_loads_torchvggish_names_strictly(tmp_path, monkeypatch):
-    layers = [nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(),
-              nn.MaxPool2d(2), nn.Conv2d(128, 256, 3, padding=1), nn.ReLU(), nn.Conv2d(256, 256, 3, padding=1),
-              nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(256, 512, 3, padding=1), nn.ReLU(), nn.Conv2d(512, 512, 3, padding=1),
-              nn.ReLU(), nn.MaxPool2d(2)]
+    layers = [
+        nn.Conv2d(1, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 128, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(128, 256, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(256, 256, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(256, 512, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(512, 512, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    ]
     reference = nn.Module()
     reference.features = nn.Sequential(*layers)
-    reference.embeddings = nn.Sequential(nn.Linear(12288, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(),
-                                         nn.Linear(4096, 128), nn.ReLU())
+    reference.embeddings = nn.Sequential(
+        nn.Linear(12288, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 128), nn.ReLU()
+    )
     path = tmp_path / "vggish-10086976.pth"
     torch.save(compact(reference.state_dict()), path)
     pin_checksum(monkeypatch, "vggish", path)

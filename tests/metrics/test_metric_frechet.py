@@ -47,7 +47,9 @@ def test_fd_matches_scipy_sqrtm(n_gen, n_ref, dim):
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
     # streaming (chunked float64 sums) vs one pass: round-off only, but the square root of a rank-deficient
     # covariance product amplifies it (measured 1.4e-9 relative at 40 x 128), so 1e-9 was too tight
-    assert float(frechet_distance_from_features(torch.from_numpy(x), torch.from_numpy(y))) == pytest.approx(got, rel=1e-7)
+    assert float(frechet_distance_from_features(torch.from_numpy(x), torch.from_numpy(y))) == pytest.approx(
+        got, rel=1e-7
+    )
 
 
 def test_fd_of_identical_sets_is_zero_and_symmetric():

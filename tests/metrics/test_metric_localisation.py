@@ -64,7 +64,14 @@ CAPTION = "A loud high-pitched sine beep, then quiet steady pink noise"
 def test_tokens_map_to_the_events_whose_attribute_words_they_spell():
     n_events, spans = caption_event_words(CAPTION)
     assert n_events == 2 and {CAPTION.lower()[s:e]: ev for s, e, ev in spans} == {
-        "loud": 0, "high": 0, "sine": 0, "beep": 0, "quiet": 1, "steady": 1, "pink": 1}
+        "loud": 0,
+        "high": 0,
+        "sine": 0,
+        "beep": 0,
+        "quiet": 1,
+        "steady": 1,
+        "pink": 1,
+    }
     special = frozenset({"clip:<|startoftext|>", "clip:<|endoftext|>"})
     words = "a loud high - pitched si ne beep , then quiet steady pink noise".split()
     labels = ["clip:<|startoftext|>"] + [f"clip:{w}</w>" for w in words] + ["clip:<|endoftext|>", "clip:<pad>"]

@@ -11,10 +11,20 @@ def tiny_clap_model():
 
     torch.manual_seed(0)
     config = ClapConfig(
-        text_config={"vocab_size": 300, "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "intermediate_size": 64, "max_position_embeddings": 130},
-        audio_config={"depths": [1, 1, 1, 1], "patch_embeds_hidden_size": 16, "num_attention_heads": [1, 1, 1, 1],
-                      "hidden_size": 128},
+        text_config={
+            "vocab_size": 300,
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "max_position_embeddings": 130,
+        },
+        audio_config={
+            "depths": [1, 1, 1, 1],
+            "patch_embeds_hidden_size": 16,
+            "num_attention_heads": [1, 1, 1, 1],
+            "hidden_size": 128,
+        },
         projection_dim=16,
     )
     return ClapModel(config).eval()

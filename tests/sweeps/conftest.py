@@ -14,29 +14,53 @@ import yaml
 
 from tests.helpers import tiny_frontend_kwargs, tiny_unet_config, tiny_vae_config
 
-SCRATCH = {"name": "scratch", "kind": "scratch", "max_length": 8,
-           "config": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_position_embeddings": 80}}
+SCRATCH = {
+    "name": "scratch",
+    "kind": "scratch",
+    "max_length": 8,
+    "config": {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_position_embeddings": 80},
+}
 PROMPTS = ["a loud high-pitched sine tone beeping", "soft brown noise playing steadily"]
 
 
 def tiny_base_config(tmp_path: Path, logger: bool = False) -> Path:
     config = {
         "seed_everything": 0,
-        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 2, "limit_val_batches": 0,
-                    "enable_progress_bar": False, "enable_model_summary": False, "log_every_n_steps": 1,
-                    "logger": False,
-                    "callbacks": [{"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                                   "init_args": {"dirpath": "runs/elsewhere/checkpoints", "save_last": True,
-                                                 "every_n_train_steps": 1}}]},
-        "model": {"class_path": "lightning_auffusion.diffusion.module.AuffusionLDM", "init_args": {
-            "unet": tiny_unet_config(), "vae": tiny_vae_config(), "encoders": [SCRATCH],
-            "mel": dict(asdict(tiny_frontend_kwargs()["mel"])), "n_frames": 64, "learning_rate": 1e-3,
-            "sampling": {"num_inference_steps": 2, "duration_seconds": 0.5, "scheduler": "ddim"}}},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_steps": 2,
+            "limit_val_batches": 0,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "log_every_n_steps": 1,
+            "logger": False,
+            "callbacks": [
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {"dirpath": "runs/elsewhere/checkpoints", "save_last": True, "every_n_train_steps": 1},
+                }
+            ],
+        },
+        "model": {
+            "class_path": "lightning_auffusion.diffusion.module.AuffusionLDM",
+            "init_args": {
+                "unet": tiny_unet_config(),
+                "vae": tiny_vae_config(),
+                "encoders": [SCRATCH],
+                "mel": dict(asdict(tiny_frontend_kwargs()["mel"])),
+                "n_frames": 64,
+                "learning_rate": 1e-3,
+                "sampling": {"num_inference_steps": 2, "duration_seconds": 0.5, "scheduler": "ddim"},
+            },
+        },
         "data": {"class_path": "tests.helpers.ToneDataModule", "init_args": {"clips": 2, "batch_size": 2}},
     }
     if logger:
-        config["trainer"]["logger"] = {"class_path": "lightning.pytorch.loggers.WandbLogger",
-                                       "init_args": {"project": "sweep_test", "offline": True, "save_dir": "runs/elsewhere"}}
+        config["trainer"]["logger"] = {
+            "class_path": "lightning.pytorch.loggers.WandbLogger",
+            "init_args": {"project": "sweep_test", "offline": True, "save_dir": "runs/elsewhere"},
+        }
     path = tmp_path / "base.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -45,10 +69,20 @@ def tiny_base_config(tmp_path: Path, logger: bool = False) -> Path:
 def write_sweep(tmp_path: Path, parameters: dict, **extra) -> Path:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")
-    data = {"name": "tiny", "method": "grid", "parameters": parameters,
-            "evaluate": {"prompts": str(prompts), "metrics": ["alignment"], "device": "cpu", "batch_size": 2,
-                         "num_inference_steps": 2},
-            "media": {"prompts": PROMPTS[:1], "device": "cpu"}, **extra}
+    data = {
+        "name": "tiny",
+        "method": "grid",
+        "parameters": parameters,
+        "evaluate": {
+            "prompts": str(prompts),
+            "metrics": ["alignment"],
+            "device": "cpu",
+            "batch_size": 2,
+            "num_inference_steps": 2,
+        },
+        "media": {"prompts": PROMPTS[:1], "device": "cpu"},
+        **extra,
+    }
     path = tmp_path / "tiny_sweep.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

@@ -34,8 +34,11 @@ def sweep_folder(tmp_path_factory):
     torch.set_num_threads(1)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(runner, "run_command", InProcess())
-        spec = write_sweep(tmp, {"model.init_args.encoders.*.dropout": {"values": [0.0, 0.5]}},
-                           media={"prompts": PROMPTS, "device": "cpu"})
+        spec = write_sweep(
+            tmp,
+            {"model.init_args.encoders.*.dropout": {"values": [0.0, 0.5]}},
+            media={"prompts": PROMPTS, "device": "cpu"},
+        )
         sweep(str(spec), base=[str(tiny_base_config(tmp, logger=True))], output=str(tmp / "out"))
     torch.set_num_threads(threads)
     return tmp / "out" / "tiny"
@@ -127,9 +130,20 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
 def test_page_renders_in_headless_chromium(page, tmp_path):
-    base = [CHROMIUM, "--headless", "--disable-gpu", "--no-sandbox", "--autoplay-policy=no-user-gesture-required",
-            f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000", "--enable-logging=stderr", "--v=0"]
-    result = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=False)
+    base = [
+        CHROMIUM,
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--autoplay-policy=no-user-gesture-required",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=15000",
+        "--enable-logging=stderr",
+        "--v=0",
+    ]
+    result = subprocess.run(
+        [*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     dom = result.stdout
     status = re.search(r'<p id="audio-status"[^>]*>', dom).group(0)
@@ -138,8 +152,12 @@ def test_page_renders_in_headless_chromium(page, tmp_path):
     assert errors == []
     assert "Uncaught" not in result.stderr and not re.search(r'CONSOLE\(\d+\)\] "(Uncaught|Error)', result.stderr)
     shot = tmp_path / "page.png"
-    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()], capture_output=True,
-                   timeout=120, check=False)
+    subprocess.run(
+        [*base, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     from PIL import Image
 
     image = Image.open(shot).convert("L")

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.usefixtures("single_torch_thread")
 def test_sweep_runs_fit_media_and_evaluation_per_trial_and_resumes(tmp_path, in_process, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the base config's own paths (runs/elsewhere) must not be written
     base = tiny_base_config(tmp_path)
-    spec = write_sweep(tmp_path, {"model.init_args.encoders.*.dropout": {"values": [0.0, 0.5]},
-                                  "trainer.max_steps": {"value": 2}})
+    spec = write_sweep(
+        tmp_path, {"model.init_args.encoders.*.dropout": {"values": [0.0, 0.5]}, "trainer.max_steps": {"value": 2}}
+    )
     results = sweep(str(spec), base=[str(base)], output=str(tmp_path / "out"))
     assert [r["status"] for r in results] == ["done", "done"]
     root = tmp_path / "out" / "tiny"
@@ -63,7 +64,11 @@ def test_a_failed_trial_is_recorded_and_the_sweep_goes_on(tmp_path, in_process):
     results = sweep(str(spec), base=[str(base)], output=str(tmp_path / "out"))
     assert [r["status"] for r in results] == ["failed", "done"]
     failed = json.loads((tmp_path / "out" / "tiny" / results[0]["name"] / "trial.json").read_text())
-    assert failed["failed_stage"] == "fit" and "fit exited with" in failed["error"] and "learning_rate" in failed["log_tail"]
+    assert (
+        failed["failed_stage"] == "fit"
+        and "fit exited with" in failed["error"]
+        and "learning_rate" in failed["log_tail"]
+    )
     assert "\n" not in failed["error"]
 
 
@@ -72,25 +77,60 @@ def test_evaluation_time_sweep_of_one_checkpoint(tmp_path, in_process):
     train = write_sweep(tmp_path, {"trainer.max_steps": {"value": 1}}, media={})
     sweep(str(train), base=[str(base)], output=str(tmp_path / "train"))
     checkpoint = next((tmp_path / "train" / "tiny").glob("t000*/checkpoints/last.ckpt"))
-    spec = write_sweep(tmp_path, {"evaluate": {"values": [{"num_inference_steps": 1, "guidance_scale": 1.0},
-                                                          {"num_inference_steps": 2, "guidance_scale": 3.0}]},
-                                  "evaluate.scheduler": {"values": ["ddim", "euler"]}}, media={})
+    spec = write_sweep(
+        tmp_path,
+        {
+            "evaluate": {
+                "values": [
+                    {"num_inference_steps": 1, "guidance_scale": 1.0},
+                    {"num_inference_steps": 2, "guidance_scale": 3.0},
+                ]
+            },
+            "evaluate.scheduler": {"values": ["ddim", "euler"]},
+        },
+        media={},
+    )
     in_process.calls.clear()
     results = sweep(str(spec), checkpoint=str(checkpoint), output=str(tmp_path / "eval"))
     assert [r["status"] for r in results] == ["done"] * 4
     assert {c[0] for c in in_process.calls} == {"evaluate"}  # no training
     options = yaml.safe_load((tmp_path / "eval" / "tiny" / results[3]["name"] / "evaluate.yaml").read_text())
-    assert options["num_inference_steps"] == 2 and options["scheduler"] == "euler" and options["checkpoint"] == str(checkpoint)
+    assert (
+        options["num_inference_steps"] == 2
+        and options["scheduler"] == "euler"
+        and options["checkpoint"] == str(checkpoint)
+    )
     bad = write_sweep(tmp_path, {"trainer.max_steps": {"values": [1, 2]}})
     with pytest.raises(SystemExit, match="need training"):
         sweep(str(bad), checkpoint=str(checkpoint), output=str(tmp_path / "eval"))
 
 
 def test_dry_run_lists_trials_in_a_subprocess_and_bad_input_is_one_line(tmp_path):
-    spec = write_sweep(tmp_path, {"model.init_args.encoders": {"values": [[{"name": "minilm", "kind": "minilm"}],
-                                                                         [{"name": "scratch", "kind": "scratch"}]]}})
-    result = subprocess.run([sys.executable, "-m", "lightning_auffusion", "sweep", "--sweep", str(spec), "--dry_run",
-                             "true", "--output", str(tmp_path / "out")], capture_output=True, text=True, check=False)
+    spec = write_sweep(
+        tmp_path,
+        {
+            "model.init_args.encoders": {
+                "values": [[{"name": "minilm", "kind": "minilm"}], [{"name": "scratch", "kind": "scratch"}]]
+            }
+        },
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lightning_auffusion",
+            "sweep",
+            "--sweep",
+            str(spec),
+            "--dry_run",
+            "true",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "2 trials under" in result.stdout and "t001_encoders=scratch" in result.stdout
     assert not (tmp_path / "out").exists()

@@ -16,10 +16,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_shipped_sweep_files_expand_to_the_papers_settings():
     table2 = expand(load_spec(ROOT / "conf/sweeps/table2_encoders.yaml"))
-    assert [t.name.split("=", 1)[1] for t in table2] == ["clip", "clap", "flan_t5_base", "flan_t5_large",
-                                                          "clap+flan_t5_large"]
-    assert all(t.params["model.init_args.learning_rate"] == 3e-5 and t.params["trainer.max_steps"] == 100000
-               and t.params["data.init_args.batch_size"] == 20 for t in table2)
+    assert [t.name.split("=", 1)[1] for t in table2] == [
+        "clip",
+        "clap",
+        "flan_t5_base",
+        "flan_t5_large",
+        "clap+flan_t5_large",
+    ]
+    assert all(
+        t.params["model.init_args.learning_rate"] == 3e-5
+        and t.params["trainer.max_steps"] == 100000
+        and t.params["data.init_args.batch_size"] == 20
+        for t in table2
+    )
     table5 = expand(load_spec(ROOT / "conf/sweeps/table5_sampling.yaml"))
     points = {(t.params["evaluate"]["num_inference_steps"], t.params["evaluate"]["guidance_scale"]) for t in table5}
     assert points == {(s, 7.5) for s in (10, 25, 50, 100, 200)} | {(100, g) for g in (1.0, 2.0, 5.0, 7.5, 10.0)}

@@ -62,16 +62,22 @@ def test_wandb_backend_registers_the_sweep_and_runs_trials_through_the_agent(tmp
 
     monkeypatch.setattr(runner, "run_command", command)
     base = tiny_base_config(tmp_path, logger=True)
-    spec = write_sweep(tmp_path, {"model.init_args.encoders.*.dropout": {"values": [0.0, 0.1]},
-                                  "trainer.max_steps": {"value": 1}},
-                       metric={"name": "eval/alignment_accuracy", "goal": "maximize"}, seed=3)
+    spec = write_sweep(
+        tmp_path,
+        {"model.init_args.encoders.*.dropout": {"values": [0.0, 0.1]}, "trainer.max_steps": {"value": 1}},
+        metric={"name": "eval/alignment_accuracy", "goal": "maximize"},
+        seed=3,
+    )
     assert sweep(str(spec), base=[str(base)], output=str(tmp_path / "out"), backend="wandb", count=1) == "sweep42"
 
     kind, config, project = log[0]
     assert kind == "sweep" and project == "lightning_auffusion"
-    assert config == {"name": "tiny", "method": "grid", "metric": {"name": "eval/alignment_accuracy", "goal": "maximize"},
-                      "parameters": {"model.init_args.encoders.*.dropout": {"values": [0.0, 0.1]},
-                                     "trainer.max_steps": {"value": 1}}}
+    assert config == {
+        "name": "tiny",
+        "method": "grid",
+        "metric": {"name": "eval/alignment_accuracy", "goal": "maximize"},
+        "parameters": {"model.init_args.encoders.*.dropout": {"values": [0.0, 0.1]}, "trainer.max_steps": {"value": 1}},
+    }
     assert log[1] == ("agent", "sweep42", 1)
     trial = tmp_path / "out" / "tiny" / "abc123"
     fit = yaml.safe_load((trial / "trial_config.yaml").read_text())
@@ -89,8 +95,12 @@ def test_wandb_backend_registers_the_sweep_and_runs_trials_through_the_agent(tmp
 
 
 def test_wandb_dry_run_prints_the_dict_for_wandb_sweep(tmp_path, capsys):
-    spec = write_sweep(tmp_path, {"trainer.max_steps": {"values": [1, 2]}}, method="bayes",
-                       metric={"name": "eval/fd", "goal": "minimize"})
+    spec = write_sweep(
+        tmp_path,
+        {"trainer.max_steps": {"values": [1, 2]}},
+        method="bayes",
+        metric={"name": "eval/fd", "goal": "minimize"},
+    )
     config = sweep(str(spec), backend="wandb", dry_run=True)
     assert config["method"] == "bayes" and "evaluate" not in config and "media" not in config
     assert json.loads(capsys.readouterr().out) == config

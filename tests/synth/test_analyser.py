@@ -41,7 +41,7 @@ def _coverage_clips():
         events.append(event)
     clips = []
     for c in range(0, len(events), 3):
-        clip_events = events[c:c + 3]
+        clip_events = events[c : c + 3]
         audio, _ = render_clip(clip_events, SR, DURATION, rng)
         audio = np.round(audio * 32767) / 32767  # as written to a 16-bit WAV
         clips.append((audio, clip_events, render_captions(clip_events, rng, 5)))
@@ -132,8 +132,14 @@ def test_relative_loudness_survives_peak_normalisation():
 
 @pytest.mark.parametrize(
     "audio",
-    [np.zeros(SR * 3), np.full(SR * 3, np.nan), np.full(SR * 3, np.inf), np.zeros(0), np.zeros(10),
-     1e-6 * np.random.default_rng(0).standard_normal(SR * 3)],
+    [
+        np.zeros(SR * 3),
+        np.full(SR * 3, np.nan),
+        np.full(SR * 3, np.inf),
+        np.zeros(0),
+        np.zeros(10),
+        1e-6 * np.random.default_rng(0).standard_normal(SR * 3),
+    ],
     ids=["silent", "nan", "inf", "empty", "tiny", "near-silent"],
 )
 def test_degenerate_audio_gives_false_without_crash(audio):
@@ -191,8 +197,10 @@ def _griffin_lim_roundtrip(audio):
     return torch.istft(mag * angle, length=audio.size, **args).numpy()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("lightning_auffusion.audio.mel") is None,
-                    reason="lightning_auffusion.audio.mel not available")
+@pytest.mark.skipif(
+    importlib.util.find_spec("lightning_auffusion.audio.mel") is None,
+    reason="lightning_auffusion.audio.mel not available",
+)
 def test_mel_roundtrip_clip_still_passes():
     import torch
 

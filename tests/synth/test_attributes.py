@@ -63,8 +63,16 @@ def test_speech_captions_parse_back():
 
 @pytest.mark.parametrize(
     "text",
-    ["", "birds singing in the rain", "a loud quiet sine beep", "a high-pitched white noise",
-     "a sine square tone", "loud beeping, then a sine tone", None, 42],
+    [
+        "",
+        "birds singing in the rain",
+        "a loud quiet sine beep",
+        "a high-pitched white noise",
+        "a sine square tone",
+        "loud beeping, then a sine tone",
+        None,
+        42,
+    ],
 )
 def test_unparseable_captions_give_none(text):
     assert parse_caption(text) is None

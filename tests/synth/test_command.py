@@ -87,8 +87,7 @@ def test_bad_arguments_raise(tmp_path, bad):
 def test_cli_from_signature(tmp_path):
     jsonargparse = pytest.importorskip("jsonargparse")
     out = tmp_path / "cli"
-    jsonargparse.CLI(synth, args=[str(out), "--n_train", "1", "--n_val", "0", "--n_test", "1",
-                                  "--duration", "1.0"])
+    jsonargparse.CLI(synth, args=[str(out), "--n_train", "1", "--n_val", "0", "--n_test", "1", "--duration", "1.0"])
     assert len(_read(out, "train")) == 1 and len(_read(out, "test")) == 1
     with pytest.raises(SystemExit):
         jsonargparse.CLI(synth, args=[str(out), "--no_such_option", "1"])

@@ -29,8 +29,12 @@ def _perturbed_generator(cfg: GeneratorConfig) -> HifiGanGenerator:
 
 
 def test_original_names_match_the_hifigan_layout():
-    state = original_generator_state(HifiGanGenerator(tiny_generator_config(resblock="1", resblock_dilation_sizes=[[1, 3, 5]])))
-    assert {"conv_pre.weight_g", "conv_pre.weight_v", "conv_pre.bias", "ups.4.weight_g", "conv_post.weight_v"} <= set(state)
+    state = original_generator_state(
+        HifiGanGenerator(tiny_generator_config(resblock="1", resblock_dilation_sizes=[[1, 3, 5]]))
+    )
+    assert {"conv_pre.weight_g", "conv_pre.weight_v", "conv_pre.bias", "ups.4.weight_g", "conv_post.weight_v"} <= set(
+        state
+    )
     assert "resblocks.0.convs1.2.weight_v" in state and "resblocks.0.convs2.2.weight_g" in state
     assert not any("parametrizations" in k for k in state)
     assert state["ups.0.weight_g"].shape == (32, 1, 1)  # transposed conv: g over the input channels, as torch's old API

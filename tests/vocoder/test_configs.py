@@ -10,8 +10,16 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "vocoder"
 
 @pytest.mark.parametrize("name", ["quickstart.yaml", "hifigan_v1.yaml"])
 def test_vocoder_configs_build_the_module(name, tmp_path):
-    overrides = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true", "--trainer.logger", "false",
-                 "--trainer.default_root_dir", str(tmp_path)]
+    overrides = [
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.precision",
+        "32-true",
+        "--trainer.logger",
+        "false",
+        "--trainer.default_root_dir",
+        str(tmp_path),
+    ]
     cli = AuffusionCLI(args=["--config", str(CONF / name), *overrides], run=False)
     module = cli.model
     assert isinstance(module, VocoderModule)

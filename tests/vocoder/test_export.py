@@ -19,8 +19,14 @@ def trained_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     module = make_module()
     trainer = L.Trainer(
-        accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp,
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=tmp,
     )
     trainer.fit(module, ToneDataModule(n_train=2, batch_size=2))
     trainer.save_checkpoint(tmp / "last.ckpt")
@@ -29,8 +35,19 @@ def trained_checkpoint(tmp_path_factory):
 
 def test_export_vocoder_command_writes_both_formats(trained_checkpoint, tmp_path):
     ckpt, module = trained_checkpoint
-    main(["export-vocoder", "--checkpoint", str(ckpt), "--out_dir", str(tmp_path / "vocoder"),
-          "--hifigan_file", str(tmp_path / "hifigan" / "g_00000001"), "--discriminator_file", str(tmp_path / "hifigan" / "do_00000001")])
+    main(
+        [
+            "export-vocoder",
+            "--checkpoint",
+            str(ckpt),
+            "--out_dir",
+            str(tmp_path / "vocoder"),
+            "--hifigan_file",
+            str(tmp_path / "hifigan" / "g_00000001"),
+            "--discriminator_file",
+            str(tmp_path / "hifigan" / "do_00000001"),
+        ]
+    )
     assert json.loads((tmp_path / "vocoder" / "config.json").read_text())["upsample_rates"] == [5, 4, 2, 2, 2]
     assert list(torch.load(tmp_path / "vocoder" / "vocoder.pt", weights_only=True)) == ["generator"]
     mel = torch.randn(1, 256, 8)
@@ -52,8 +69,21 @@ def test_vocode_command_resynthesises_files(trained_checkpoint, tmp_path):
     save_wav(tmp_path / "in" / "a.wav", tone(4000, 330.0).numpy(), 16000)
     save_wav(tmp_path / "in" / "sub" / "b.wav", tone(8000, 220.0, sample_rate=22050).numpy(), 22050)  # resampled
     (tmp_path / "in" / "broken.wav").write_bytes(b"not audio")  # logged and skipped
-    results = main(["vocode", "--inputs", json.dumps([str(tmp_path / "in")]), "--vocoder", str(trained_checkpoint[0]),
-                    "--out_dir", str(tmp_path / "out"), "--griffin_lim", "true", "--griffin_lim_iters", "2"])
+    results = main(
+        [
+            "vocode",
+            "--inputs",
+            json.dumps([str(tmp_path / "in")]),
+            "--vocoder",
+            str(trained_checkpoint[0]),
+            "--out_dir",
+            str(tmp_path / "out"),
+            "--griffin_lim",
+            "true",
+            "--griffin_lim_iters",
+            "2",
+        ]
+    )
     assert set(results) == {"a", "b"}
     audio, sr = load_audio(tmp_path / "out" / "a.wav")
     assert sr == 16000 and len(audio) == 4000 // 160 * 160

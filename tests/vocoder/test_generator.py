@@ -21,9 +21,14 @@ from .helpers import tiny_discriminator_config, tiny_generator_config
 def test_output_length_is_frames_times_hop(rates, kernels, hop, resblock):
     n_mels = 16
     cfg = GeneratorConfig(
-        resblock=resblock, upsample_rates=rates, upsample_kernel_sizes=kernels, upsample_initial_channel=32,
-        resblock_kernel_sizes=[3, 5], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]] if resblock == "1" else [[1, 2], [2, 6]],
-        num_mels=n_mels, hop_size=hop,
+        resblock=resblock,
+        upsample_rates=rates,
+        upsample_kernel_sizes=kernels,
+        upsample_initial_channel=32,
+        resblock_kernel_sizes=[3, 5],
+        resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]] if resblock == "1" else [[1, 2], [2, 6]],
+        num_mels=n_mels,
+        hop_size=hop,
     )
     gen = HifiGanGenerator(cfg)
     for frames in (1, 7, 20):
@@ -80,7 +85,14 @@ def test_full_size_parameter_count():
     # inference size (weight norm removed); V1 at Auffusion's settings: 512 channels, 5 upsamplers, 256 mels
     assert HifiGanGenerator(GeneratorConfig.v1()).remove_weight_norm().num_parameters() == 13_673_793
     # HiFi-GAN V1 at 22.05 kHz / 80 mels: the published 13.92 M
-    v1_22k = GeneratorConfig(upsample_rates=[8, 8, 2, 2], upsample_kernel_sizes=[16, 16, 4, 4], num_mels=80, hop_size=256, n_fft=1024, sampling_rate=22050)
+    v1_22k = GeneratorConfig(
+        upsample_rates=[8, 8, 2, 2],
+        upsample_kernel_sizes=[16, 16, 4, 4],
+        num_mels=80,
+        hop_size=256,
+        n_fft=1024,
+        sampling_rate=22050,
+    )
     assert HifiGanGenerator(v1_22k).remove_weight_norm().num_parameters() == 13_926_017
 
 

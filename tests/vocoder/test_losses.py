@@ -32,7 +32,10 @@ def test_generator_adversarial_loss_known_values():
 
 def test_feature_matching_known_values_and_gradient_only_to_fake():
     real = [[torch.zeros(2, 3), torch.ones(4)], [torch.full((5,), 2.0)]]
-    fake = [[torch.ones(2, 3, requires_grad=True), torch.ones(4, requires_grad=True)], [torch.zeros(5, requires_grad=True)]]
+    fake = [
+        [torch.ones(2, 3, requires_grad=True), torch.ones(4, requires_grad=True)],
+        [torch.zeros(5, requires_grad=True)],
+    ]
     real[0][0].requires_grad_(True)
     loss = feature_matching_loss(real, fake)
     assert loss.item() == pytest.approx(1.0 + 0.0 + 2.0)

@@ -15,8 +15,11 @@ from .helpers import ToneDataModule, tiny_discriminator_config, tiny_generator_c
 
 def make_module(**overrides) -> VocoderModule:
     args = dict(
-        generator=tiny_generator_config(), discriminators=tiny_discriminator_config(), segment_size=1600,
-        val_griffin_lim={"n_iter": 2}, stft_resolutions=[[256, 64, 256]],
+        generator=tiny_generator_config(),
+        discriminators=tiny_discriminator_config(),
+        segment_size=1600,
+        val_griffin_lim={"n_iter": 2},
+        stft_resolutions=[[256, 64, 256]],
     )
     args.update(overrides)
     return VocoderModule(**args)
@@ -24,8 +27,15 @@ def make_module(**overrides) -> VocoderModule:
 
 def make_trainer(tmp_path, **overrides) -> L.Trainer:
     args = dict(
-        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
     )
     args.update(overrides)
     return L.Trainer(**args)
@@ -75,7 +85,9 @@ class _Capture(Callback):
 def test_resume_restores_both_optimizers_schedulers_and_step(tmp_path):
     torch.manual_seed(0)
     ckpt_dir = tmp_path / "ckpt"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=2, save_top_k=-1, save_last=True, filename="{step}")
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir, every_n_train_steps=2, save_top_k=-1, save_last=True, filename="{step}"
+    )
     trainer = make_trainer(tmp_path, max_steps=4, enable_checkpointing=True, callbacks=[checkpoint])
     trainer.fit(make_module(), ToneDataModule(n_train=6, batch_size=2))  # 3 batches per epoch
     # checkpoint intervals count generator steps
@@ -133,18 +145,27 @@ def test_validation_metrics_griffin_lim_reference_and_sample_logging(tmp_path):
     torch.manual_seed(0)
     logger = _MediaLogger()
     samples = VocoderSamplesCallback(num_clips=2, save_dir=str(tmp_path / "samples"))
-    trainer = make_trainer(tmp_path, max_steps=2, logger=logger, callbacks=[samples], limit_val_batches=2, val_check_interval=2)
+    trainer = make_trainer(
+        tmp_path, max_steps=2, logger=logger, callbacks=[samples], limit_val_batches=2, val_check_interval=2
+    )
     module = make_module(stft_loss_weight=1.0)
     trainer.fit(module, ToneDataModule(n_train=4, n_val=3, batch_size=2))
     metrics = trainer.callback_metrics
-    for key in ("val/mel_l1", "val/mrstft", "val/griffin_lim/mel_l1", "val/griffin_lim/mrstft", "val/mrstft_over_griffin_lim", "train/loss_stft"):
+    for key in (
+        "val/mel_l1",
+        "val/mrstft",
+        "val/griffin_lim/mel_l1",
+        "val/griffin_lim/mrstft",
+        "val/mrstft_over_griffin_lim",
+        "train/loss_stft",
+    ):
         assert math.isfinite(float(metrics[key])), key
     ratio = float(metrics["val/mrstft"]) / float(metrics["val/griffin_lim/mrstft"])
     assert float(metrics["val/mrstft_over_griffin_lim"]) == pytest.approx(ratio, rel=1e-5)
     # the untrained vocoder is far worse than Griffin-Lim: the reference is meaningful
     assert float(metrics["val/mrstft"]) > float(metrics["val/griffin_lim/mrstft"])
 
-    (key, audios, step, kwargs), = logger.audio
+    ((key, audios, step, kwargs),) = logger.audio
     assert key == "vocoder/audio" and step == 2 and len(audios) == 6  # 2 clips x (real, vocoder, griffin-lim)
     assert kwargs["caption"][:3] == ["tone0 real", "tone0 vocoder", "tone0 griffin-lim"]
     assert len(audios[0]) == 3000  # clip 0 has 3000 valid samples: padding is not logged
@@ -255,14 +276,19 @@ class _ClipSpy(VocoderModule):
     def on_before_optimizer_step(self, optimizer):
         super().on_before_optimizer_step(optimizer)
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        self.norms = getattr(self, "norms", []) + [torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()]
+        self.norms = getattr(self, "norms", []) + [
+            torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()
+        ]
 
 
 def test_gradient_clipping_applies_to_both_optimizers(tmp_path):
     torch.manual_seed(0)
     module = _ClipSpy(
-        generator=tiny_generator_config(), discriminators=tiny_discriminator_config(), segment_size=1600,
-        val_griffin_lim=None, gradient_clip_val=1e-3,
+        generator=tiny_generator_config(),
+        discriminators=tiny_discriminator_config(),
+        segment_size=1600,
+        val_griffin_lim=None,
+        gradient_clip_val=1e-3,
     )
     make_trainer(tmp_path, max_steps=2).fit(module, ToneDataModule(n_train=4, batch_size=2))
     assert len(module.norms) == 4  # discriminator + generator, two steps
@@ -275,14 +301,20 @@ def _synthetic_batch(seconds: float = 1.0, sample_rate: int = 16000):
     from lightning_auffusion.synth.attributes import render_caption
     from lightning_auffusion.synth.generator import render_clip
 
-    events = [{"source": "sine", "pitch": "medium", "pattern": "continuous", "loudness": "loud"},
-              {"source": "brown", "pattern": "continuous", "loudness": "quiet"}]
+    events = [
+        {"source": "sine", "pitch": "medium", "pattern": "continuous", "loudness": "loud"},
+        {"source": "brown", "pattern": "continuous", "loudness": "quiet"},
+    ]
     caption = render_caption(events, np.random.default_rng(0))
     clip = torch.from_numpy(render_clip(events, sample_rate, seconds, np.random.default_rng(1))[0]).float()
     n = clip.numel()
-    return {"audio": torch.stack([clip, clip, clip]), "num_samples": torch.tensor([n, n, n]),
-            "caption": [caption, caption, "a dog barks"], "key": ["a", "b", "c"],
-            "complete": torch.tensor([True, False, True])}
+    return {
+        "audio": torch.stack([clip, clip, clip]),
+        "num_samples": torch.tensor([n, n, n]),
+        "caption": [caption, caption, "a dog barks"],
+        "key": ["a", "b", "c"],
+        "complete": torch.tensor([True, False, True]),
+    }
 
 
 def test_validation_judges_synthetic_captions_of_whole_clips():

@@ -55,7 +55,13 @@ def test_resynthesis_of_real_speech_beats_griffin_lim(speech_22k):
     cfg = GeneratorConfig.from_json(data / "config.json")
     vocoder = load_vocoder(data / "generator_universal.pth.tar", config=cfg)
     mel_cfg = cfg.mel_config()
-    assert (mel_cfg.sample_rate, mel_cfg.n_fft, mel_cfg.hop_length, mel_cfg.n_mels, mel_cfg.f_max) == (22050, 1024, 256, 80, 8000)
+    assert (mel_cfg.sample_rate, mel_cfg.n_fft, mel_cfg.hop_length, mel_cfg.n_mels, mel_cfg.f_max) == (
+        22050,
+        1024,
+        256,
+        80,
+        8000,
+    )
     logmel_fn = LogMelSpectrogram(mel_cfg)
     logmel = logmel_fn(speech_22k)
     with torch.no_grad():

@@ -51,18 +51,34 @@ def offline_tokenizer():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.RobertaProcessing(("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]))
-    return RobertaTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                pad_token="<pad>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
-                                model_max_length=512)
+    return RobertaTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        cls_token="<s>",
+        sep_token="</s>",
+        mask_token="<mask>",
+        model_max_length=512,
+    )
 
 
 def default_feature_extractor():
     """``ClapFeatureExtractor`` with laion/clap-htsat-unfused's settings, built locally."""
     from transformers import ClapFeatureExtractor
 
-    return ClapFeatureExtractor(feature_size=64, sampling_rate=CLAP_SAMPLE_RATE, hop_length=480, max_length_s=10,
-                                fft_window_size=1024, frequency_min=50, frequency_max=14000,
-                                truncation="rand_trunc", padding="repeatpad")
+    return ClapFeatureExtractor(
+        feature_size=64,
+        sampling_rate=CLAP_SAMPLE_RATE,
+        hop_length=480,
+        max_length_s=10,
+        fft_window_size=1024,
+        frequency_min=50,
+        frequency_max=14000,
+        truncation="rand_trunc",
+        padding="repeatpad",
+    )
 
 
 def prepare_clap_audio(audio: np.ndarray | Tensor, sample_rate: int, pad_mode: str = "repeatpad") -> Tensor:
@@ -93,8 +109,15 @@ class ClapEmbedder:
 
     backend = "transformers"
 
-    def __init__(self, model, tokenizer, feature_extractor=None, device: str | torch.device = "cpu",
-                 batch_size: int = 8, pad_mode: str = "repeatpad") -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        feature_extractor=None,
+        device: str | torch.device = "cpu",
+        batch_size: int = 8,
+        pad_mode: str = "repeatpad",
+    ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -118,10 +141,19 @@ class ClapEmbedder:
     def text_embeddings(self, texts: list[str]) -> Tensor:
         out = []
         for start in range(0, len(texts), self.batch_size):
-            tokens = self.tokenizer(list(texts[start : start + self.batch_size]), padding=True, truncation=True,
-                                    max_length=TEXT_MAX_LENGTH, return_tensors="pt")
-            emb = _pooled(self.model.get_text_features(input_ids=tokens["input_ids"].to(self.device),
-                                                       attention_mask=tokens["attention_mask"].to(self.device)))
+            tokens = self.tokenizer(
+                list(texts[start : start + self.batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=TEXT_MAX_LENGTH,
+                return_tensors="pt",
+            )
+            emb = _pooled(
+                self.model.get_text_features(
+                    input_ids=tokens["input_ids"].to(self.device),
+                    attention_mask=tokens["attention_mask"].to(self.device),
+                )
+            )
             out.append(F.normalize(emb.float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0, self.model.config.projection_dim)
 
@@ -164,8 +196,10 @@ def load_clap(
         except (OSError, ValueError):
             if not allow_random:
                 raise missing from None
-            log.warning("%s -> CLAP runs with random weights; its scores are not comparable with published ones",
-                        missing_message(entry, entry.default_path(weights_dir)).splitlines()[0])
+            log.warning(
+                "%s -> CLAP runs with random weights; its scores are not comparable with published ones",
+                missing_message(entry, entry.default_path(weights_dir)).splitlines()[0],
+            )
             from transformers import ClapConfig, ClapModel
 
             parts = (ClapModel(random_config or ClapConfig()), offline_tokenizer(), default_feature_extractor())

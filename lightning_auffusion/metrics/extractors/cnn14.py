@@ -62,8 +62,16 @@ class Cnn14LogMel(nn.Module):
 
     def forward(self, waveform: Tensor) -> Tensor:
         c = self.cfg
-        spec = torch.stft(waveform.float(), n_fft=c.window_size, hop_length=c.hop_size, win_length=c.window_size,
-                          window=self.window, center=True, pad_mode="reflect", return_complex=True)
+        spec = torch.stft(
+            waveform.float(),
+            n_fft=c.window_size,
+            hop_length=c.hop_size,
+            win_length=c.window_size,
+            window=self.window,
+            center=True,
+            pad_mode="reflect",
+            return_complex=True,
+        )
         power = spec.real**2 + spec.imag**2  # (B, freq, frames)
         mel = power.transpose(1, 2) @ self.mel_basis  # (B, frames, mel)
         return (10.0 * torch.log10(mel.clamp(min=c.amin)))[:, None]

@@ -100,8 +100,13 @@ class VGGish(nn.Module):
                 layers += [nn.Conv2d(channels, int(spec), kernel_size=3, padding=1), nn.ReLU(inplace=True)]
                 channels = int(spec)
         self.features = nn.Sequential(*layers)
-        head: list[nn.Module] = [nn.Linear(512 * 4 * 6, 4096), nn.ReLU(inplace=True), nn.Linear(4096, 4096),
-                                 nn.ReLU(inplace=True), nn.Linear(4096, 128)]
+        head: list[nn.Module] = [
+            nn.Linear(512 * 4 * 6, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, 128),
+        ]
         if final_relu:
             head.append(nn.ReLU(inplace=True))
         self.embeddings = nn.Sequential(*head)
@@ -141,8 +146,9 @@ def load_vggish(
 class VGGishExtractor:
     """Frame embeddings of a list of prepared clips: (total examples, 128) and the example count per clip."""
 
-    def __init__(self, model: VGGish, device: str | torch.device = "cpu", batch_size: int = 64,
-                 cfg: VGGishConfig | None = None) -> None:
+    def __init__(
+        self, model: VGGish, device: str | torch.device = "cpu", batch_size: int = 64, cfg: VGGishConfig | None = None
+    ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.front_end = VGGishFrontEnd(cfg or VGGishConfig()).to(self.device)

@@ -261,7 +261,8 @@ def resolve_or_random(
         if not allow_random:
             raise
         first = str(err).splitlines()[0]
-        log.warning("%s -> %s runs with random weights; its numbers are not comparable with published ones",
-                    first, name)
+        log.warning(
+            "%s -> %s runs with random weights; its numbers are not comparable with published ones", first, name
+        )
         return None, WeightStatus(name, False, None, f"{WEIGHT_FILES[key].filename} not found")
     return found, WeightStatus(name, True, str(found))
