@@ -50,7 +50,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "export": ("lightning_auffusion.diffusion.interop", "export", "export an LDM run to the released Auffusion layout"),
     "export-lora": (
-        "lightning_auffusion.diffusion.lora",
+        "lightning_auffusion.diffusion.lora_export",
         "export_lora_command",
         "export an LDM run's LoRA adapter in diffusers' format",
     ),

@@ -80,13 +80,10 @@ class EvaluationCallback(Callback):
         attention_localisation: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(prompts, (str, Path)):
-            items = read_prompts(prompts)
-        else:
-            items = {f"{i:05d}": p for i, p in enumerate(prompts)}
-        self.prompts = list(items.items())[:max_prompts] if max_prompts else list(items.items())
-        if not self.prompts:
+        if not isinstance(prompts, (str, Path)) and not list(prompts):
             raise ValueError("EvaluationCallback needs at least one prompt")
+        # a prompt file is read on first use, so a config naming data that is not there yet still builds
+        self._prompt_source, self._max_prompts, self._prompts = prompts, max_prompts, None
         self.reference = reference
         self.metric_names = [m for m in metrics if reference or m not in ("fd", "fad", "kl")]
         self.every_n_steps = int(every_n_steps)
@@ -111,6 +108,22 @@ class EvaluationCallback(Callback):
         self._reference_done = False
         self._last_step = -1
         self.last_results: dict = {}
+
+    @property
+    def prompts(self) -> list[tuple[str, str]]:
+        """(id, prompt) pairs, read from the prompt file on first use."""
+        if self._prompts is None:
+            source = self._prompt_source
+            items = (
+                read_prompts(source)
+                if isinstance(source, (str, Path))
+                else {f"{i:05d}": p for i, p in enumerate(source)}
+            )
+            pairs = list(items.items())
+            self._prompts = pairs[: self._max_prompts] if self._max_prompts else pairs
+            if not self._prompts:
+                raise ValueError("EvaluationCallback needs at least one prompt")
+        return self._prompts
 
     # ------------------------------------------------------------------------------------------ setup
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:

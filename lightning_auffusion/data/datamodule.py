@@ -237,7 +237,9 @@ class AudioShardDataModule(pl.LightningDataModule):
     # -- pipelines -------------------------------------------------------------------------------
     def decode_stage(self, seconds: float | None, random_choice: bool, rank: int) -> wds.utils.PipelineStage:
         """Raw shard samples -> clip dicts: a ``seconds`` window (random start and caption when ``random_choice``)."""
-        return DecodeClips(self._samples(seconds), self.sample_rate, random_choice, self.seed, rank)
+        return DecodeClips(
+            self._samples(seconds), self.sample_rate, random_choice, self.seed, rank, keep_uncaptioned=self.keep_uncaptioned
+        )
 
     @staticmethod
     def collate(samples: list[dict]) -> dict:

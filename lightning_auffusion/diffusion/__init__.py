@@ -11,9 +11,7 @@ __getattr__, __dir__, __all__ = lazy_exports(
     {
         "ConditionAdapter": "conditioning",
         "TextConditioner": "conditioning",
-        "encode": "encode",
         "EncoderSpec": "encoders",
-        "latent_fingerprint": "latent_fingerprint",
         "AuffusionLDM": "module",
         "build_unet": "unet_factory",
         "build_vae": "unet_factory",

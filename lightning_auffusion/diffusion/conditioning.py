@@ -156,14 +156,13 @@ class TextConditioner(nn.Module):
         if cut:
             self._truncation_reported.add(index)
             log.warning(
-                "encoder %r: %d of %d prompts are longer than %d tokens (up to %d) and were cut to %d; "
+                "encoder %r: %d of %d prompts are longer than max_length %d (up to %d tokens) and were cut; "
                 "raise max_length or shorten them (further cuts are not reported)",
                 spec.name,
                 len(cut),
                 len(captions),
                 limit,
                 max(cut),
-                limit,
             )
 
     def _run_encoder(self, index: int, captions: list[str]) -> list[torch.Tensor]:

@@ -182,23 +182,5 @@ def merged_copy(unet: nn.Module) -> nn.Module:
     return merged
 
 
-def export_lora_command(checkpoint: str, output_dir: str = "outputs/lora") -> str:
-    """Export the LoRA adapter of an AuffusionLDM checkpoint in diffusers' format.
-
-    Args:
-        checkpoint: an AuffusionLDM .ckpt trained with model lora: {...}.
-        output_dir: folder for pytorch_lora_weights.safetensors (read by a diffusers pipeline's load_lora_weights).
-    """
-    from lightning_auffusion.diffusion.module import load_ldm_checkpoint
-
-    module = load_ldm_checkpoint(checkpoint)
-    if module.hparams.get("lora") is None:
-        raise UserInputError(
-            f"{checkpoint} was not trained with LoRA (model lora is null): use `export` for a full U-Net"
-        )
-    path = export_lora(module.unet, output_dir)
-    return path
-
-
 def lora_hparams(lora: LoRAConfig | None) -> dict[str, Any] | None:
     return asdict(lora) if lora is not None else None
