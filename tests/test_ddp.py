@@ -36,6 +36,7 @@ def write_shards(root: Path) -> Path:
         "tones",
         out_root=str(root),
         clips_per_shard=PER_SHARD,
+        min_seconds=0.5,  # the 0.75 s tones are shorter than the default 1 s floor
         workers=0,
         progress=False,
     )
