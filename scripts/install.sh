@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh machine: system tools, the CPU torch wheel first
-# (a bare torch requirement would pull a multi-GB CUDA build), then the package with its test extras.
+# (a bare torch requirement would pull a multi-GB CUDA build), then the package.
+#   bash scripts/install.sh        the package alone (what the quickstart needs)
+#   bash scripts/install.sh dev    with the test extras (what scripts/run_tests.sh installs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,4 +14,5 @@ if ! command -v espeak-ng >/dev/null 2>&1 || ! command -v sox >/dev/null 2>&1; t
     fi
 fi
 python -m pip install -q "torch==2.13.0"
-python -m pip install -q -e ".[dev]"
+extras="${1:-}"
+python -m pip install -q -e ".${extras:+[$extras]}"
