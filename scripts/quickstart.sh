@@ -42,8 +42,9 @@ stamp "generation"
 # vocoder alone, and through VAE + vocoder) and the attention localisation. FD/FAD/KL/IS/CLAP need extractor weights
 # that cannot be downloaded here (with random weights they only show that the pipeline runs, and cost ~1 CPU minute):
 # add them with --metrics '[fd, fad, kl, is, clap, alignment]' --allow_random_weights true, or --weights_dir.
+# --batch_size 1: on 2 CPU cores HiFi-GAN V1 renders clips one at a time ~15 % faster than in batches of 8.
 la evaluate --checkpoint "$CKPT" --prompts "$SYNTH/test.jsonl" --reference "$SYNTH/audio/test" \
-    --metrics '[alignment]' --attention_localisation true --output "$OUT/eval"
+    --metrics '[alignment]' --attention_localisation true --batch_size 1 --output "$OUT/eval"
 stamp "evaluation"
 cat "$OUT/eval/metrics.md"
 echo "[quickstart] outputs: $OUT/generated (wav, png, *_attention.png), $OUT/eval, runs/*/wandb (offline W&B runs)"

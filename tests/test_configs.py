@@ -43,6 +43,7 @@ LAYERED = {
     "ldm/presets": ("ldm/auffusion.yaml", "fit"),
     "ldm/strategies": ("ldm/auffusion.yaml", "fit"),
     "ldm/longer": ("ldm/quickstart.yaml", "fit"),
+    "vae/longer": ("vae/quickstart.yaml", "fit"),
     "predict": ("ldm/quickstart.yaml", "predict"),
 }
 # single files layered on another config in their own folder
