@@ -149,7 +149,10 @@ def build_report(
     notice = RANDOM_WEIGHTS_NOTICE.format(names=", ".join(random_weights)) if random_weights else ""
     for text in weights.values():
         notes.append(f"Extractor {text}.")
-    notes.append(f"{metrics.get('generated', 0)} generated clips, {metrics.get('reference', 0)} reference clips.")
+    counted = f"{metrics.get('generated', 0)} generated clips"
+    if metrics.get("reference"):  # read by the reference-based metrics (FD, FAD, KL)
+        counted += f", {metrics['reference']} reference clips"
+    notes.append(counted + ".")
     if "kl_pairing" in details:
         notes.append(f"KL pairs clips by file name: {details['kl_pairing']['summary']}.")
     if details.get("is_splits") not in (None, 10) and "is_mean" in metrics:
@@ -163,7 +166,7 @@ def build_report(
         notes.append(f"{metrics['uncaptioned']} generated clips have no prompt: no CLAP score or alignment for them.")
     for what, count in sorted(resampling.items()):
         notes.append(f"Resampled {count} clips ({what}).")
-    if not resampling:
+    if not resampling and weights:  # only extractors resample
         notes.append("No resampling was needed (every clip was already at each extractor's rate).")
     for name, reason in details.get("errors", {}).items():
         notes.append(f"{name} not computed: {reason}")

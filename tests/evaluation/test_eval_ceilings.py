@@ -132,3 +132,7 @@ def test_evaluate_from_a_checkpoint_reports_attention_localisation(synthetic_set
         "ceiling_vocoder",
         "ceiling_vae_vocoder",
     ]  # the checkpoint's own stages
+    notes = "\n".join(report["notes"])
+    # alignment needs no reference clips and no extractor: the notes claim neither a count of 0 nor a resampling
+    assert "2 generated clips." in notes and "reference clips" not in notes.split("Row ")[0]
+    assert "No resampling" not in notes
