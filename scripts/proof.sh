@@ -48,5 +48,6 @@ for ckpt in "$OUT"/checkpoints/step*.ckpt; do
 done
 judge "$last" "$SYNTH/val.jsonl" "$OUT/eval_seen" --ceilings false
 stamp "evaluation on seen combinations"
-la dashboard --runs "$OUT"/eval/step* "$OUT/eval_seen" --output "$OUT/dashboard" --media copy --title "Longer CPU proof"
+runs=$(printf '%s,' "$OUT"/eval/step* "$OUT/eval_seen")
+la dashboard --runs "[${runs%,}]" --output "$OUT/dashboard" --media copy --title "Longer CPU proof"
 cat "$OUT/dashboard/summary.md"
