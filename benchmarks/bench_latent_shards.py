@@ -33,6 +33,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's package, not an installed one
+if ROOT not in sys.path:
+    sys.path.insert(1, ROOT)
 from bench_ldm_training import clip_tokenizer_dir, model_configs, optimise  # noqa: E402
 
 SECONDS = 10.0

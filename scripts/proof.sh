@@ -10,21 +10,12 @@
 # Set SKIP_INSTALL=1 to skip the install step on a machine that already has the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "${SKIP_INSTALL:-0}" = "1" ] || bash scripts/install.sh
-
-export WANDB_MODE=offline WANDB_SILENT=true HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+STAMP_NAME=proof
+source scripts/experiment.sh
 SYNTH=data/synth_proof
 OUT=runs/ldm_proof
-la() { echo "+ lightning_auffusion $*" >&2; python -m lightning_auffusion "$@"; }
-start=$(date +%s)
-stamp() { echo "[proof] $1 done after $(( $(date +%s) - start )) s" >&2; }
 
-# the test split is the quickstart's (clips are seeded by split and index, not by the split sizes)
-la synth --out_dir "$SYNTH" --n_train 1024 --n_val 32 --n_test 32 --duration 4 --seed 0
-for split in train val test; do
-    la shard --audio_dir "$SYNTH" --manifest "$SYNTH/$split.jsonl" --name "synth_proof_$split" --progress false
-done
-la stats --name synth_proof_train --progress false --mel.sample_rate 22050 --mel.n_fft 1024 --mel.hop_length 256 --mel.n_mels 80
+make_synth_data "$SYNTH" synth_proof 1024 32 32
 stamp "data"
 la fit --config conf/vae/quickstart.yaml --config conf/vae/longer/proof.yaml
 stamp "VAE"
