@@ -136,6 +136,9 @@ def read_run(folder: Path) -> Run:
         run.comparable = bool(report.get("comparable_with_published"))
         if not status:
             run.status = "evaluated"
+            model = (report.get("inputs") or {}).get("checkpoint")
+            if model:  # evaluate's model: checkpoint or released layout, "+ LoRA <adapter>" when one was merged
+                run.params = {"model": model}
     run.curves = read_metrics_log(folder / "metrics_log.jsonl")
     logged = set(run.curves)  # the metrics log wins; W&B history adds what it lacks (newest run last)
     for wandb_dir in wandb_dirs:

@@ -20,7 +20,7 @@ from lightning_auffusion.sweeps.dashboard import (
     dashboard,
     log_wandb_tables,
 )
-from lightning_auffusion.sweeps.runs import Run, find_run_folders, read_run
+from lightning_auffusion.sweeps.runs import Run, find_run_folders, read_run, varying_params
 from tests.sweeps.conftest import PROMPTS, InProcess, tiny_base_config, write_sweep
 
 
@@ -164,3 +164,19 @@ def test_page_renders_in_headless_chromium(page, tmp_path):
     assert image.size == (1280, 2000)
     low, high = image.getextrema()
     assert high - low > 100  # not a blank page
+
+
+def test_an_evaluate_folder_names_its_model_and_lora_adapter(tmp_path):
+    report = {
+        "metrics": {"alignment_accuracy": 0.5},
+        "inputs": {"checkpoint": "runs/ldm/last.ckpt + LoRA runs/lora/export"},
+        "comparable_with_published": False,
+    }
+    for name in ("base", "lora"):
+        (tmp_path / name).mkdir()
+        shown = dict(report, inputs={"checkpoint": "runs/ldm/last.ckpt"}) if name == "base" else report
+        (tmp_path / name / "metrics.json").write_text(json.dumps(shown))
+    runs = [read_run(f) for f in find_run_folders([str(tmp_path)])]
+    assert [r.params["model"] for r in runs] == ["runs/ldm/last.ckpt", "runs/ldm/last.ckpt + LoRA runs/lora/export"]
+    assert all(r.status == "evaluated" for r in runs)
+    assert varying_params(runs) == ["model"]  # a column of the page and the summary
