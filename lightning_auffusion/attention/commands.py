@@ -30,6 +30,17 @@ def _pipeline(options: dict, duration: bool):
     return pipeline, sampling, sampling.resolve(pipeline.sampling, duration=duration)
 
 
+def _run_and_record(run, options: dict, duration: bool, command: str, output_dir: str, name: str, **arguments) -> str:
+    """Run manipulation ``run`` on the model of ``options`` with ``arguments`` (by name) and the resolved sampling
+    settings, write its result as ``name`` into ``output_dir`` and record the command, the arguments (tuples as
+    lists), the seed and the settings in the manifest."""
+    pipeline, sampling, settings = _pipeline(options, duration=duration)
+    output = run(pipeline, **arguments, **settings, seed=sampling.seed, negative_prompt=sampling.negative_prompt)
+    shown = {key: list(value) if isinstance(value, tuple) else value for key, value in arguments.items()}
+    write_outputs(output, output_dir, name, {"command": command, **shown, "seed": sampling.seed, **settings})
+    return output_dir
+
+
 def _check_file(path: str) -> None:
     if not Path(path).is_file():
         raise MissingInputError(f"source audio {path} not found (give a WAV/FLAC/OGG file path)")
@@ -85,20 +96,10 @@ def style_transfer(
     from lightning_auffusion.attention.manipulations import style_transfer as run
 
     _check_file(audio)
-    pipeline, sampling, settings = _pipeline(options, duration=False)
-    output = run(
-        pipeline, audio, prompt, strength, **settings, seed=sampling.seed, negative_prompt=sampling.negative_prompt
+    name = f"style_{strength:.2f}_{_slug(prompt)}"
+    return _run_and_record(
+        run, options, False, "style-transfer", output_dir, name, audio=audio, prompt=prompt, strength=strength
     )
-    record = {
-        "command": "style-transfer",
-        "audio": audio,
-        "prompt": prompt,
-        "strength": strength,
-        "seed": sampling.seed,
-        **settings,
-    }
-    write_outputs(output, output_dir, f"style_{strength:.2f}_{_slug(prompt)}", record)
-    return output_dir
 
 
 def inpaint(
@@ -124,30 +125,9 @@ def inpaint(
     from lightning_auffusion.attention.manipulations import inpaint as run
 
     _check_file(audio)
-    pipeline, sampling, settings = _pipeline(options, duration=False)
-    output = run(
-        pipeline,
-        audio,
-        prompt,
-        start_s,
-        end_s,
-        strength=strength,
-        **settings,
-        seed=sampling.seed,
-        negative_prompt=sampling.negative_prompt,
-    )
-    record = {
-        "command": "inpaint",
-        "audio": audio,
-        "prompt": prompt,
-        "start_s": start_s,
-        "end_s": end_s,
-        "seed": sampling.seed,
-        "strength": strength,
-        **settings,
-    }
-    write_outputs(output, output_dir, f"inpaint_{start_s:g}-{end_s:g}_{_slug(prompt)}", record)
-    return output_dir
+    name = f"inpaint_{start_s:g}-{end_s:g}_{_slug(prompt)}"
+    spans = dict(start_s=start_s, end_s=end_s, strength=strength)
+    return _run_and_record(run, options, False, "inpaint", output_dir, name, audio=audio, prompt=prompt, **spans)
 
 
 def word_swap(
@@ -171,28 +151,11 @@ def word_swap(
     """
     from lightning_auffusion.attention.manipulations import word_swap as run
 
-    pipeline, sampling, settings = _pipeline(options, duration=True)
-    output = run(
-        pipeline,
-        source_prompt,
-        target_prompt,
-        cross_window=cross_window,
-        self_window=self_window,
-        **settings,
-        seed=sampling.seed,
-        negative_prompt=sampling.negative_prompt,
+    prompts = dict(source_prompt=source_prompt, target_prompt=target_prompt)
+    windows = dict(cross_window=cross_window, self_window=self_window)
+    return _run_and_record(
+        run, options, True, "word-swap", output_dir, f"swap_{_slug(target_prompt)}", **prompts, **windows
     )
-    record = {
-        "command": "word-swap",
-        "source_prompt": source_prompt,
-        "target_prompt": target_prompt,
-        "cross_window": list(cross_window),
-        "self_window": list(self_window),
-        "seed": sampling.seed,
-        **settings,
-    }
-    write_outputs(output, output_dir, f"swap_{_slug(target_prompt)}", record)
-    return output_dir
 
 
 def reweight(
@@ -216,26 +179,9 @@ def reweight(
     """
     from lightning_auffusion.attention.manipulations import reweight as run
 
-    pipeline, sampling, settings = _pipeline(options, duration=True)
-    output = run(
-        pipeline,
-        prompt,
-        dict(words),
-        cross_window=cross_window,
-        self_window=self_window,
-        **settings,
-        seed=sampling.seed,
-        negative_prompt=sampling.negative_prompt,
-    )
-    record = {
-        "command": "reweight",
-        "prompt": prompt,
-        "words": dict(words),
-        "cross_window": list(cross_window),
-        "self_window": list(self_window),
-        "seed": sampling.seed,
-        **settings,
-    }
     tag = "-".join(f"{_slug(w)}{v:g}" for w, v in words.items())
-    write_outputs(output, output_dir, f"reweight_{tag}_{_slug(prompt)}", record)
-    return output_dir
+    windows = dict(cross_window=cross_window, self_window=self_window)
+    name = f"reweight_{tag}_{_slug(prompt)}"
+    return _run_and_record(
+        run, options, True, "reweight", output_dir, name, prompt=prompt, words=dict(words), **windows
+    )
