@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import string
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
@@ -323,6 +324,27 @@ class TinyPerceptual(torch.nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return (torch.relu(self.conv(a)) - torch.relu(self.conv(b))).pow(2).mean(dim=(1, 2, 3))
+
+
+def save_tiny_checkpoint(model, path, steps: int = 2) -> str:
+    """A Lightning checkpoint of ``model`` at ``path`` after ``steps`` CPU training steps on two tone clips (no
+    logger, checkpointing callback or progress bar; 0 saves it untrained)."""
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        default_root_dir=str(Path(path).parent),
+    )
+    if steps:
+        trainer.fit(model, datamodule=ToneDataModule(clips=2, batch_size=2))
+    else:
+        trainer.strategy.connect(model)
+    trainer.save_checkpoint(path)
+    return str(path)
 
 
 def run_command_line(monkeypatch, capsys, argv: list[str]) -> tuple[int, str]:

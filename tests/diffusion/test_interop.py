@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -22,7 +21,7 @@ from lightning_auffusion.diffusion.sampling import generate
 from tests.diffusion.test_sampling import single_thread, tiny_vocoder  # noqa: F401 (autouse fixture)
 from tests.helpers import (
     TEST_CAPTIONS,
-    ToneDataModule,
+    save_tiny_checkpoint,
     tiny_ldm,
     tiny_tokenizer_dir,
     tiny_unet_config,
@@ -210,19 +209,8 @@ def test_export_command_from_a_lightning_checkpoint(tmp_path):
 
     save_auffusion_vocoder(tiny_vocoder(), tmp_path / "voc")
     model = tiny_ldm(use_ema=True, learning_rate=1e-3, vocoder=str(tmp_path / "voc"))
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=str(tmp_path),
-    )
-    trainer.fit(model, datamodule=ToneDataModule(clips=2, batch_size=2))
     ckpt = tmp_path / "ldm.ckpt"
-    trainer.save_checkpoint(ckpt)
+    save_tiny_checkpoint(model, ckpt)
     out = run_subcommand("export", ["--checkpoint", str(ckpt), "--output_dir", str(tmp_path / "out")])
     assert out == str(tmp_path / "out")
     loaded = load_released(out)

@@ -3,7 +3,6 @@ adapter (plus a random base), and the diffusers-format export reads back with eq
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -13,8 +12,8 @@ from lightning_auffusion.diffusion.lora import LORA_WEIGHT_NAME, LoRAConfig, exp
 from lightning_auffusion.diffusion.module import AuffusionLDM  # noqa: E402
 from lightning_auffusion.errors import UserInputError  # noqa: E402
 from tests.helpers import (  # noqa: E402
-    ToneDataModule,
     overfit_losses,
+    save_tiny_checkpoint,
     single_torch_thread,  # noqa: F401 (fixture)
     tiny_ldm,
     tiny_unet_config,
@@ -53,19 +52,8 @@ def test_only_adapters_train_the_loss_falls_and_the_base_is_bit_identical():
 
 def test_checkpoint_holds_the_adapter_and_a_random_base_and_loads_back(tmp_path):
     model = tiny_ldm(lora=LORA, learning_rate=1e-2)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=str(tmp_path),
-    )
-    trainer.fit(model, datamodule=ToneDataModule(clips=2, batch_size=2))
     path = tmp_path / "lora.ckpt"
-    trainer.save_checkpoint(path)
+    save_tiny_checkpoint(model, path)
     state = torch.load(path, weights_only=True)["state_dict"]
     assert any(is_lora_key(k) for k in state)
     assert any(k.startswith("unet.") and not is_lora_key(k) for k in state)  # a dict (random) base is kept
@@ -165,20 +153,6 @@ def test_missing_lora_file_is_one_line(tmp_path):
         load_lora(UNet2DConditionModel.from_config(tiny_unet_config()), str(tmp_path))
 
 
-def _checkpoint(model: AuffusionLDM, path) -> str:
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        max_steps=0,
-    )
-    trainer.strategy.connect(model)
-    trainer.save_checkpoint(path)
-    return str(path)
-
-
 def test_export_lora_command_and_generate_lora_apply_the_adapter(tmp_path):
     from lightning_auffusion.cli import main
     from lightning_auffusion.diffusion.interop import export_released
@@ -191,7 +165,7 @@ def test_export_lora_command_and_generate_lora_apply_the_adapter(tmp_path):
         for name, p in model.unet.named_parameters():
             if "lora_B" in name:
                 p.normal_(std=0.1)
-    ckpt = _checkpoint(model, tmp_path / "lora.ckpt")
+    ckpt = save_tiny_checkpoint(model, tmp_path / "lora.ckpt", steps=0)
     path = main(["export-lora", "--checkpoint", ckpt, "--output_dir", str(tmp_path / "adapter")])
     assert path.endswith(LORA_WEIGHT_NAME)
     plain = ModelSource(pretrained=str(layout), device="cpu").load()
@@ -207,7 +181,7 @@ def test_export_lora_command_and_generate_lora_apply_the_adapter(tmp_path):
             [
                 "export-lora",
                 "--checkpoint",
-                _checkpoint(base, tmp_path / "full.ckpt"),
+                save_tiny_checkpoint(base, tmp_path / "full.ckpt", steps=0),
                 "--output_dir",
                 str(tmp_path / "x"),
             ]
