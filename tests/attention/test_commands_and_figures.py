@@ -133,23 +133,14 @@ def test_commands_reject_bad_input(tiny_checkpoint, tmp_path):
         main(["word-swap", "--source_prompt", "a", "--target_prompt", "b", "--bogus", "1"])
 
 
+def _generate_with_attention_maps(checkpoint: str, prompts: str, out) -> None:
+    """The generate command with --attention_maps on 1 s clips of the tiny checkpoint (prompts: a JSON list)."""
+    argv = ["generate", "--prompts", prompts, "--checkpoint", checkpoint, "--attention_maps", "true"]
+    main([*argv, "--duration_seconds", "1.0", "--output_dir", str(out), *COMMON])
+
+
 def test_generate_command_writes_attention_figures(tiny_checkpoint, tmp_path):
-    main(
-        [
-            "generate",
-            "--prompts",
-            '["a dog barks", "rain falls"]',
-            "--checkpoint",
-            tiny_checkpoint,
-            "--attention_maps",
-            "true",
-            "--duration_seconds",
-            "1.0",
-            "--output_dir",
-            str(tmp_path),
-            *COMMON,
-        ]
-    )
+    _generate_with_attention_maps(tiny_checkpoint, '["a dog barks", "rain falls"]', tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
     assert {"0000_a-dog-barks.wav", "0000_a-dog-barks_attention.png", "0001_rain-falls_attention.png"} <= names
 
@@ -178,22 +169,7 @@ def test_figure_files_and_wandb_images(tmp_path):
 
 def test_generate_command_writes_the_attention_localisation(tiny_checkpoint, tmp_path):
     prompts = '["a loud low sine tone, then quiet white noise pulsing on and off", "a dog barks"]'
-    main(
-        [
-            "generate",
-            "--prompts",
-            prompts,
-            "--checkpoint",
-            tiny_checkpoint,
-            "--attention_maps",
-            "true",
-            "--duration_seconds",
-            "1.0",
-            "--output_dir",
-            str(tmp_path),
-            *COMMON,
-        ]
-    )
+    _generate_with_attention_maps(tiny_checkpoint, prompts, tmp_path)
     saved = json.loads((tmp_path / "localisation.json").read_text())
     assert saved["prompts"] == 1 and saved["skipped"] == 1 and saved["chance"] == pytest.approx(0.5)
     assert 0.0 <= saved["localisation"] <= 1.0
