@@ -10,12 +10,24 @@ Generated audio cannot be better than the stages that render it. Two rows show w
 Each clip is mixed to mono and resampled to the front end's rate (whatever it is: Auffusion's 16 kHz or a
 HiFi-GAN 22.05 kHz mel), the front end pads or crops it to the model's clip length (``n_frames``), and the
 rendered audio is cut back to the clip's own length (at most the model's clip length, logged when shorter).
+
+The rows depend only on the decoders and the reference, not on the U-Net, so runs that share them (the trials of
+an encoder sweep) can share the rendered clips: with a ``cache`` folder the rendered clips of each row are kept
+under ``<cache>/<digest>/<row>/`` (float WAV), where the digest covers the VAE's and vocoder's weights, the front
+end's mel and image settings, the waveform decoder and the reference (its path and its files' sizes and times);
+a later evaluation with the same digest scores those files instead of rendering again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Sequence
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,10 +48,11 @@ class StageCeilings:
 
     rows = tuple(CEILING_ROWS)
 
-    def __init__(self, pipeline) -> None:
+    def __init__(self, pipeline, cache: str | os.PathLike | None = None, reference_key: str = "") -> None:
         self.pipeline = pipeline
         self.frontend = pipeline.frontend
         self._cropped_warned = False
+        self.cache = Path(cache) / decoder_digest(pipeline, reference_key) if cache else None
 
     @property
     def sample_rate(self) -> int:
@@ -79,6 +92,73 @@ class StageCeilings:
             )
             self._cropped_warned = True
         return [audio[i, : min(n, audio.shape[-1])].numpy() for i, n in enumerate(lengths)]
+
+    def batches(self, row: str, reference: Iterable, batch_size: int) -> Iterator:
+        """Batches of the reference clips (``evaluation.sources.Batch``) rendered through ``row``: from the cache
+        when it holds this row for these decoders, else rendered (and kept in the cache when there is one)."""
+        from lightning_auffusion.audio.io import save_wav
+        from lightning_auffusion.evaluation.sources import Batch, iter_folder, list_audio
+
+        done = self.cache / row if self.cache is not None else None
+        if done is not None and (done / COMPLETE_FILE).is_file():
+            log.info("stage ceilings: the %s row's clips come from the cache %s", row, done)
+            yield from iter_folder(list_audio(done), batch_size, [])
+            return
+        partial = done.with_name(row + ".partial") if done is not None else None
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir(parents=True)
+        count = 0
+        for batch in reference:
+            rendered = Batch([*self.render(row, batch.clips, batch.rates)], [self.sample_rate] * len(batch), batch.ids)
+            if partial is not None:
+                for clip_id, audio in zip(rendered.ids, rendered.clips):
+                    save_wav(partial / f"{clip_id}.wav", audio, self.sample_rate, subtype="FLOAT")
+            count += len(rendered)
+            yield rendered
+        if partial is not None:
+            (partial / COMPLETE_FILE).write_text(json.dumps({"row": row, "clips": count}) + "\n", encoding="utf-8")
+            shutil.rmtree(done, ignore_errors=True)
+            os.replace(partial, done)
+
+
+COMPLETE_FILE = "complete.json"
+
+
+def _settings(obj) -> object:
+    return asdict(obj) if is_dataclass(obj) else repr(obj)
+
+
+def decoder_digest(pipeline, reference_key: str = "") -> str:
+    """A digest of what the ceiling rows depend on: the VAE's and vocoder's weights, the front end's mel, image,
+    clip length and normalisation settings, the waveform decoder and ``reference_key`` (the reference)."""
+    digest = hashlib.sha256()
+    for name in ("vae", "vocoder"):
+        part = getattr(pipeline, name, None)
+        digest.update(name.encode())
+        for key, tensor in sorted((part.state_dict() if part is not None else {}).items()):
+            digest.update(key.encode())
+            digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    frontend = pipeline.frontend
+    settings = {
+        "mel": _settings(frontend.mel_config),
+        "image": _settings(frontend.image.config),
+        "n_frames": frontend.n_frames,
+        "peak_normalize": frontend.peak_normalize,
+        "waveform_decoder": getattr(pipeline, "waveform_decoder", "vocoder"),
+        "griffin_lim_iters": getattr(pipeline, "griffin_lim_iters", None),
+        "vae_scaling_factor": getattr(pipeline, "vae_scaling_factor", None),
+        "reference": reference_key,
+    }
+    digest.update(json.dumps(settings, sort_keys=True, default=repr).encode())
+    return digest.hexdigest()[:20]
+
+
+def reference_key(reference: str, files: dict[str, Path] | None) -> str:
+    """The reference as the ceiling cache sees it: its resolved path and each file's name, size and time."""
+    paths = list(files.values()) if files is not None else [p for p in [Path(reference)] if p.exists()]
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    return json.dumps([str(Path(reference).resolve()), stats])
 
 
 def ceiling_pipeline(module):

@@ -13,7 +13,13 @@ from typing_extensions import Unpack
 from lightning_auffusion.audio.io import save_wav
 from lightning_auffusion.diffusion.options import GenerateOptions, split_options
 from lightning_auffusion.errors import UserInputError
-from lightning_auffusion.evaluation.ceilings import CEILING_ROWS, GENERATED_ROW, StageCeilings, ceiling_pipeline
+from lightning_auffusion.evaluation.ceilings import (
+    CEILING_ROWS,
+    GENERATED_ROW,
+    StageCeilings,
+    ceiling_pipeline,
+    reference_key,
+)
 from lightning_auffusion.evaluation.report import build_report, markdown_report, write_report
 from lightning_auffusion.evaluation.sources import (
     Batch,
@@ -113,6 +119,7 @@ def evaluate(
     limit: int | None = None,
     ceilings: bool = True,
     ceiling_checkpoint: str | None = None,
+    ceiling_cache: str | None = None,
     attention_localisation: bool = False,
     progress: bool = True,
     **options: Unpack[GenerateOptions],
@@ -152,6 +159,9 @@ def evaluate(
         ceilings: Score the stage-ceiling rows when a model and a reference are given.
         ceiling_checkpoint: An ``AuffusionLDM`` checkpoint whose front end, VAE and vocoder render the
             ceiling rows when ``generated`` is a folder (with ``checkpoint`` that model is used).
+        ceiling_cache: A folder that keeps the ceiling rows' rendered clips, keyed by a digest of the decoders
+            and the reference: evaluations sharing them (a sweep's trials) render each row once (see
+            ``lightning_auffusion.evaluation.ceilings``). ``sweep`` sets it to ``<sweep folder>/ceiling_cache``.
         attention_localisation: With a model: record cross-attention while generating and report the
             attention localisation score (``attention_localisation`` in the generated row,
             ``<output>/localisation.json`` per prompt).
@@ -218,13 +228,10 @@ def evaluate(
     if not selected:
         raise UserInputError("no metric can be computed with these inputs (see the warnings above)")
     stages = None
-    if ceilings and (module is not None or ceiling_checkpoint):
-        if reference is None:
-            log.warning("no reference given: the stage-ceiling rows are skipped (they render the reference clips)")
-        else:
-            stages = StageCeilings(
-                ceiling_pipeline(module if module is not None else load_ldm(ceiling_checkpoint, device))
-            )
+    if ceilings and not (module is not None or ceiling_checkpoint):
+        log.info("no model given: the stage-ceiling rows are skipped (they render through its decoders)")
+    elif ceilings and reference is None:
+        log.warning("no reference given: the stage-ceiling rows are skipped (they render the reference clips)")
 
     suite = MetricSuite(
         selected,
@@ -248,6 +255,12 @@ def evaluate(
     if reference is not None:
         ref_kind = "folder" if Path(reference).is_dir() and not is_shard_source(reference) else "shards"
         ref_files = list_audio(reference, skipped) if ref_kind == "folder" else None
+    if ceilings and ref_kind is not None and (module is not None or ceiling_checkpoint):
+        stages = StageCeilings(
+            ceiling_pipeline(module if module is not None else load_ldm(ceiling_checkpoint, device)),
+            cache=ceiling_cache,
+            reference_key=reference_key(reference, ref_files),
+        )
     if ref_kind is not None and any(m in selected for m in ("fd", "fad", "kl")):
         reference_clips = 0
         batches = reference_batches(reference, ref_files, batch_size, skipped)
@@ -270,10 +283,7 @@ def evaluate(
     }
     if stages is not None:
         for row in stages.rows:
-            rendered = (
-                Batch([*stages.render(row, b.clips, b.rates)], [stages.sample_rate] * len(b), b.ids)
-                for b in reference_batches(reference, ref_files, batch_size, [])
-            )
+            rendered = stages.batches(row, reference_batches(reference, ref_files, batch_size, []), batch_size)
             rows[row] = score_row(suite, rendered, captions, progress_bar(enabled=progress, unit="batch", desc=row))
             log.info("scored the %s row (%s)", row, CEILING_ROWS[row])
     results, details, _, resampling = rows[GENERATED_ROW]

@@ -17,6 +17,10 @@ kill loses that trial only. Everything a trial writes goes under ``<output>/<swe
 ``<stage>.log``             each command's output
 ==========================  =======================================================================
 
+The stage-ceiling rows render the reference through the decoders, which trials usually share: every trial's
+``evaluate`` keeps them in ``<output>/<sweep>/ceiling_cache/`` (keyed by a digest of the decoders and the
+reference), so each row is rendered once per sweep.
+
 Re-running the sweep skips trials whose status is ``done``; an interrupted trial restarts at its first
 unfinished stage, a fit from its ``last.ckpt`` (``--ckpt_path``). A failed stage marks the trial ``failed``
 with the error's last line and the log's tail, and the sweep goes on; a re-run retries failed trials.
@@ -57,6 +61,7 @@ CHECKPOINT_CLASS = "lightning.pytorch.callbacks.ModelCheckpoint"
 METRICS_LOG_CLASS = "lightning_auffusion.callbacks.metrics_log.MetricsLogCallback"
 SAMPLING_KEYS = ("num_inference_steps", "guidance_scale", "scheduler", "seed")
 STAGES = ("fit", "media", "evaluate")
+CEILING_CACHE = "ceiling_cache"  # the sweep folder's store of rendered stage-ceiling clips (evaluate --ceiling_cache)
 # callback options that name where they write: redirected into these folders of the trial (a logger's
 # save_dir becomes the trial folder itself)
 OUTPUT_OPTIONS = {"dirpath": "checkpoints", "save_dir": "fit_samples", "output_dir": "fit_samples"}
@@ -281,6 +286,8 @@ class TrialRunner:
 
     def _evaluate_argv(self, trial_dir: Path, evaluate: dict, checkpoint: str) -> list[str]:
         options = {**evaluate, "checkpoint": checkpoint, "output": str(trial_dir)}
+        if options.get("ceilings", True):  # the trials share the decoders: each ceiling row is rendered once
+            options.setdefault("ceiling_cache", str(self.root / CEILING_CACHE))
         return ["evaluate", "--config", str(_write_yaml(trial_dir / "evaluate.yaml", options))]
 
 

@@ -136,3 +136,47 @@ def test_evaluate_from_a_checkpoint_reports_attention_localisation(synthetic_set
     # alignment needs no reference clips and no extractor: the notes claim neither a count of 0 nor a resampling
     assert "2 generated clips." in notes and "reference clips" not in notes.split("Row ")[0]
     assert "No resampling" not in notes
+
+
+def test_the_ceiling_cache_renders_each_row_once_for_the_same_decoders(
+    synthetic_set, checkpoint, model, tmp_path, monkeypatch
+):
+    from lightning_auffusion.evaluation.ceilings import decoder_digest
+
+    cache = tmp_path / "cache"
+    options = dict(
+        generated=str(synthetic_set["generated"]),
+        reference=str(synthetic_set["reference"]),
+        prompts=str(synthetic_set["prompts"]),
+        ceiling_checkpoint=checkpoint,
+        ceiling_cache=str(cache),
+        metrics=["alignment"],
+        batch_size=3,
+    )
+    first = evaluate(output=str(tmp_path / "first"), **options)
+    (digest,) = [p.name for p in cache.iterdir()]
+    for row in CEILING_ROWS:
+        kept = cache / digest / row
+        assert json.loads((kept / "complete.json").read_text()) == {"row": row, "clips": 4}
+        assert len(list(kept.glob("*.wav"))) == 4
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("rendered although the cache holds the row")
+
+    monkeypatch.setattr(StageCeilings, "render", no_render)
+    second = evaluate(output=str(tmp_path / "second"), **options)
+    for row in CEILING_ROWS:  # float WAV: the same clips, so the same scores
+        assert second["rows"][row] == first["rows"][row]
+
+    # other decoder weights or another reference: another digest, rendered again
+    changed = tiny_ldm(mel=MEL, n_frames=64, sampling=dict(num_inference_steps=2, duration_seconds=0.5)).eval()
+    with torch.no_grad():
+        next(changed.vae.parameters()).add_(0.5)
+    assert decoder_digest(ceiling_pipeline(changed)) != decoder_digest(ceiling_pipeline(model))
+    assert decoder_digest(ceiling_pipeline(model), "a") != decoder_digest(ceiling_pipeline(model), "b")
+    with pytest.raises(AssertionError, match="rendered although"):
+        evaluate(output=str(tmp_path / "third"), **{**options, "reference": str(synthetic_set["generated"])})
+    # the interrupted row stays unfinished (no complete.json), so no later run takes it from the cache
+    (other,) = [p for p in cache.iterdir() if p.name != digest]
+    assert [p.name for p in other.iterdir()] == ["ceiling_vocoder.partial"]
+    assert not (other / "ceiling_vocoder.partial" / "complete.json").exists()

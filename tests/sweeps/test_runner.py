@@ -99,6 +99,7 @@ def test_evaluation_time_sweep_of_one_checkpoint(tmp_path, in_process):
         options["num_inference_steps"] == 2
         and options["scheduler"] == "euler"
         and options["checkpoint"] == str(checkpoint)
+        and options["ceiling_cache"] == str(tmp_path / "eval" / "tiny" / "ceiling_cache")  # shared by the trials
     )
     bad = write_sweep(tmp_path, {"trainer.max_steps": {"values": [1, 2]}})
     with pytest.raises(SystemExit, match="need training"):
