@@ -43,6 +43,11 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "export_vae",
         "export a SpectrogramVAE checkpoint to a diffusers AutoencoderKL folder",
     ),
+    "export-clap": (
+        "lightning_auffusion.clap.module",
+        "export_clap",
+        "export a ClapPretraining checkpoint to a transformers ClapModel folder (for kind clap_audio)",
+    ),
     "generate": (
         "lightning_auffusion.diffusion.generate",
         "generate",
