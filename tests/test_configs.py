@@ -72,7 +72,9 @@ def _config_args(files: list[Path]) -> list[str]:
 
 def test_every_config_is_covered():
     folders = {p.parent.relative_to(CONF).as_posix() for p in CONF.rglob("*.yaml") if p.parent != SWEEPS}
-    assert folders <= {"clap", "ldm", "vae", "vocoder", *LAYERED}, f"add new config folders to LAYERED or this test: {folders}"
+    assert folders <= {"clap", "ldm", "vae", "vocoder", *LAYERED}, (
+        f"add new config folders to LAYERED or this test: {folders}"
+    )
     assert len(COMBINATIONS) >= 11  # the 4 quickstarts, 3 full-size models, 4 encoder ablations
 
 

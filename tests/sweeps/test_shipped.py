@@ -37,9 +37,16 @@ def test_shipped_sweep_files_expand_to_the_papers_settings():
     assert len(quick) == 6 and len({t.name for t in quick}) == 6
     kinds = {tuple(e["kind"] for e in t.params["model.init_args.encoders"]) for t in quick}
     assert kinds == {("minilm",), ("scratch",), ("minilm", "scratch")}
+    sampling = expand(load_spec(ROOT / "conf/sweeps/quickstart_sampling.yaml"))
+    points = [(t.params["evaluate"]["num_inference_steps"], t.params["evaluate"]["guidance_scale"]) for t in sampling]
+    assert points == [(25, 1.0), (25, 3.0), (25, 5.0), (25, 7.0), (25, 10.0), (10, 3.0), (50, 3.0)]
+    assert {t.params["evaluate.scheduler"] for t in sampling} == {"dpmsolver++"}
 
 
-@pytest.mark.parametrize("sweep_name, index", [("table2_encoders", 4), ("quickstart_encoders", 5)])
+@pytest.mark.parametrize(
+    "sweep_name, index",
+    [("table2_encoders", 4), ("quickstart_encoders", 5), ("quickstart_levers", 2)],
+)
 def test_trial_configs_of_shipped_sweeps_parse(sweep_name, index, tmp_path, capsys):
     from lightning_auffusion.cli import main
 
@@ -53,7 +60,12 @@ def test_trial_configs_of_shipped_sweeps_parse(sweep_name, index, tmp_path, caps
     assert info.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     encoders = printed["model"]["init_args"]["encoders"]
-    assert len(encoders) == 2
+    if sweep_name == "quickstart_levers":  # both levers: a 40-token caption, cross-attention at both levels
+        assert [e["max_length"] for e in encoders] == [40]
+        unet = printed["model"]["init_args"]["unet"]
+        assert unet["down_block_types"] == ["CrossAttnDownBlock2D"] * 2 and unet["block_out_channels"] == [32, 64]
+    else:
+        assert len(encoders) == 2
     if sweep_name == "quickstart_encoders":
         assert [e["kind"] for e in encoders] == ["minilm", "scratch"] and all(e["dropout"] == 0.1 for e in encoders)
     dirs = [c["init_args"].get("dirpath") for c in printed["trainer"]["callbacks"]]
