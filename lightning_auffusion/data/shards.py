@@ -37,6 +37,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from lightning_auffusion.audio.io import AUDIO_EXTENSIONS, AudioLoadError, audio_info, load_audio
+from lightning_auffusion.data.rebuild import resumable_index
 from lightning_auffusion.data.manifest import ClipEntry, ManifestConfig, list_audio_files, read_manifest
 from lightning_auffusion.errors import MissingInputError, UserInputError
 
@@ -330,22 +331,18 @@ def shard(
     index_path, rejects_path = out_dir / INDEX_FILE, out_dir / REJECTS_FILE
 
     done: dict[int, dict[str, Any]] = {}
-    if index_path.is_file():
-        old = json.loads(index_path.read_text(encoding="utf-8"))
-        if old.get("plan_digest") != digest:
-            if not overwrite:
-                raise UserInputError(
-                    f"{out_dir} holds shards made from another manifest or other settings; pass overwrite=True "
-                    "(--overwrite true) to rebuild them, or choose another --name"
-                )
-            for stale in out_dir.glob(f"{name}-*.tar*"):
-                stale.unlink()
-            rejects_path.unlink(missing_ok=True)
-        else:
-            for record in old.get("shards", []):
-                path = out_dir / record["file"]
-                if path.is_file() and path.stat().st_size == record["bytes"]:
-                    done[record["shard"]] = record
+    old = resumable_index(
+        index_path,
+        "plan_digest",
+        digest,
+        overwrite,
+        "shards made from another manifest or other settings",
+        lambda: [*out_dir.glob(f"{name}-*.tar*"), rejects_path],
+    )
+    for record in (old or {}).get("shards", []):
+        path = out_dir / record["file"]
+        if path.is_file() and path.stat().st_size == record["bytes"]:
+            done[record["shard"]] = record
     audio_rejects = [r for r in _read_jsonl(rejects_path) if r.get("stage") == "audio" and r.get("shard") in done]
 
     clip_settings = ClipSettings(str(Path(audio_dir)), sample_rate, max_seconds, min_seconds, silence_threshold_db, flac_subtype)

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from lightning_auffusion.audio import AuffusionFrontend, ImageConfig, MelConfig
 from lightning_auffusion.audio.frontend import fit_frames
 from lightning_auffusion.coerce import as_dataclass
+from lightning_auffusion.data.rebuild import resumable_index
 from lightning_auffusion.diffusion.encoders import EncoderSpec
 from lightning_auffusion.diffusion.latent_fingerprint import latent_fingerprint, text_fingerprint, vae_downsampling
 from lightning_auffusion.errors import MissingInputError, UserInputError
@@ -302,17 +303,14 @@ def encode(
         "latent_channels": int(encoder.vae.config.latent_channels),
         "text_embeddings": text_embeddings,
     }
-    index_path = out_dir / "index.json"
-    if index_path.is_file():
-        old = json.loads(index_path.read_text(encoding="utf-8"))
-        if old.get("fingerprint") != fingerprint:
-            if not overwrite:
-                raise UserInputError(
-                    f"{out_dir} holds latent shards of other audio shards or another VAE/front end/encoders; "
-                    "pass --overwrite true to rebuild them, or choose another --name"
-                )
-            for stale in [*out_dir.glob(f"{name}-*.tar*"), *(out_dir / "parts").glob("*.json")]:
-                stale.unlink()
+    resumable_index(
+        out_dir / "index.json",
+        "fingerprint",
+        fingerprint,
+        overwrite,
+        "latent shards of other audio shards or another VAE/front end/encoders",
+        lambda: [*out_dir.glob(f"{name}-*.tar*"), *(out_dir / "parts").glob("*.json")],
+    )
     mine = [i for i in range(len(urls)) if i % world_size == rank]
     todo = [i for i in mine if not _finished(out_dir, out_dir / "parts" / f"{Path(files[i]).stem}.json", fingerprint)]
     if len(todo) < len(mine):
