@@ -326,16 +326,24 @@ class TinyPerceptual(torch.nn.Module):
         return (torch.relu(self.conv(a)) - torch.relu(self.conv(b))).pow(2).mean(dim=(1, 2, 3))
 
 
-def save_tiny_checkpoint(model, path, steps: int = 2) -> str:
-    """A Lightning checkpoint of ``model`` at ``path`` after ``steps`` CPU training steps on two tone clips (no
-    logger, checkpointing callback or progress bar; 0 saves it untrained)."""
-    trainer = pl.Trainer(
+def quiet_trainer(**options: Any):
+    """A CPU ``Trainer`` without logger, checkpointing callback, progress bar or model summary; ``options`` add to
+    or override these settings."""
+    quiet = dict(
         accelerator="cpu",
-        max_steps=steps,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+    )
+    return pl.Trainer(**{**quiet, **options})
+
+
+def save_tiny_checkpoint(model, path, steps: int = 2) -> str:
+    """A Lightning checkpoint of ``model`` at ``path`` after ``steps`` CPU training steps on two tone clips (no
+    logger, checkpointing callback or progress bar; 0 saves it untrained)."""
+    trainer = quiet_trainer(
+        max_steps=steps,
         limit_val_batches=0,
         default_root_dir=str(Path(path).parent),
     )

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, Dataset
 
@@ -21,7 +20,7 @@ from lightning_auffusion.callbacks.sample_logging import (
     pad_to_common_size,
 )
 from tests.attention.conftest import STEPS, nonsquare_ldm
-from tests.helpers import tone_batch
+from tests.helpers import quiet_trainer, tone_batch
 
 SAMPLING = dict(num_inference_steps=STEPS, duration_seconds=1.0)
 
@@ -88,14 +87,10 @@ def fit(callbacks, logger, steps: int = 4):
 
     seed_everything(0)
     model = nonsquare_ldm(("clip",), sampling=SAMPLING)
-    trainer = Trainer(
+    trainer = quiet_trainer(
         max_steps=steps,
-        accelerator="cpu",
         logger=logger,
         callbacks=callbacks,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
     )
     loader = DataLoader(
@@ -161,11 +156,7 @@ def test_predict_writes_attention_figures_beside_the_audio(ldm, tmp_path, monkey
     monkeypatch.setattr(ldm, "sampling", {**ldm.sampling, **SAMPLING})
     before = dict(ldm.unet.attn_processors)
     prompts = ["a dog barks", "rain falls", "birds chirp"]
-    trainer = Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    trainer = quiet_trainer(
         callbacks=[AudioPredictionWriter(str(tmp_path)), AttentionMapWriter(str(tmp_path), resolutions=(1, 2))],
     )
     trainer.predict(ldm, datamodule=PromptDataModule(prompts=prompts, batch_size=2))

@@ -15,6 +15,7 @@ from lightning_auffusion.data.datamodule import AudioShardDataModule
 from lightning_auffusion.data.pipeline import expand_shards, iterate_shard_samples
 
 from .conftest import SR, VALID
+from tests.helpers import quiet_trainer
 
 
 def keys_of(batches):
@@ -207,9 +208,7 @@ def test_fit_with_lightning(shard_dir, tmp_path):
 
     model = Probe()
     dm = make_dm(shard_dir, batches_per_epoch=3)
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-                         num_sanity_val_steps=0)
+    trainer = quiet_trainer(max_epochs=1, devices=1, default_root_dir=tmp_path, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=dm)
     assert model.seen["train"] == 3
     assert sorted(model.seen["val"]) == sorted(c["key"] for c in iterate_shard_samples(str(shard_dir)))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import lightning.pytorch as pl
 import numpy as np
 import pytest
 import soundfile as sf
@@ -21,7 +20,7 @@ from lightning_auffusion.diffusion.generate import generate as generate_command
 from lightning_auffusion.diffusion.interop import export_released
 from lightning_auffusion.plotting import save_spectrogram_png
 from tests.diffusion.test_sampling import single_thread, tiny_vocoder  # noqa: F401 (autouse fixture)
-from tests.helpers import tiny_ldm
+from tests.helpers import quiet_trainer, tiny_ldm
 
 PROMPTS = ["A dog barks loudly!", "rain falls on a tin roof", "birds chirp in the morning"]
 FAST = dict(num_inference_steps=2, duration_seconds=0.5, device="cpu")
@@ -125,12 +124,7 @@ def test_generate_command_from_checkpoint_and_attention_flag(layout, tmp_path, m
     save_auffusion_vocoder(tiny_vocoder(), tmp_path / "voc")
     own = dict(num_inference_steps=2, duration_seconds=0.5, scheduler="euler", guidance_scale=2.0)
     model = tiny_ldm(use_ema=True, vocoder=str(tmp_path / "voc"), sampling=own)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    trainer = quiet_trainer(
         max_steps=0,
     )
     trainer.strategy.connect(model)
@@ -182,12 +176,8 @@ def test_predict_with_trainer_writes_audio(tmp_path):
     model = tiny_ldm(sampling={"num_inference_steps": 2, "duration_seconds": 0.5, "scheduler": "dpmsolver++"})
     model.vocoder = tiny_vocoder()
     writer = AudioPredictionWriter(output_dir=str(tmp_path / "pred"))
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        logger=False,
+    trainer = quiet_trainer(
         callbacks=[writer],
-        enable_progress_bar=False,
-        enable_model_summary=False,
         default_root_dir=str(tmp_path),
     )
     trainer.predict(model, datamodule=PromptDataModule(prompts=PROMPTS, batch_size=2), return_predictions=False)
@@ -196,11 +186,7 @@ def test_predict_with_trainer_writes_audio(tmp_path):
 
     # prompt i is sampled with seed i whatever the batching: one batch of 3 gives the latents of 2 + 1
     def latents(batch_size):
-        trainer = pl.Trainer(
-            accelerator="cpu",
-            logger=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
+        trainer = quiet_trainer(
             default_root_dir=str(tmp_path),
         )
         outputs = trainer.predict(model, datamodule=PromptDataModule(prompts=PROMPTS, batch_size=batch_size))

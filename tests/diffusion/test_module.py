@@ -13,6 +13,7 @@ from lightning_auffusion.diffusion.module import AuffusionLDM
 from tests.helpers import (
     ToneDataModule,
     overfit_losses,
+    quiet_trainer,
     single_torch_thread,  # noqa: F401 (fixture)
     tiny_frontend_kwargs,
     tiny_ldm,
@@ -34,19 +35,14 @@ def _eval_loss(model: AuffusionLDM, batch, seeds=range(4)) -> float:
 
 def _trainer(tmp_path, **kwargs) -> pl.Trainer:
     options = dict(
-        accelerator="cpu",
         devices=1,
         max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=1,
         default_root_dir=str(tmp_path),
     )
     options.update(kwargs)
-    return pl.Trainer(**options)
+    return quiet_trainer(**options)
 
 
 @pytest.fixture(scope="module")

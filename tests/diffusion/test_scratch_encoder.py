@@ -12,7 +12,7 @@ from lightning_auffusion.diffusion.scratch_encoder import (
     build_vocabulary,
     synthetic_vocabulary,
 )
-from tests.helpers import single_torch_thread, tiny_ldm, tiny_spec  # noqa: F401 - fixture
+from tests.helpers import quiet_trainer, single_torch_thread, tiny_ldm, tiny_spec  # noqa: F401 - fixture
 
 SCRATCH = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "max_position_embeddings": 80}
 
@@ -59,7 +59,6 @@ def test_scratch_encoder_gets_gradients_and_is_not_cached():
 
 @pytest.mark.usefixtures("single_torch_thread")
 def test_ldm_trains_the_scratch_encoder_jointly_and_checkpoints_it(tmp_path):
-    from lightning.pytorch import Trainer
 
     from lightning_auffusion.diffusion.module import AuffusionLDM
     from tests.helpers import ToneDataModule
@@ -75,13 +74,8 @@ def test_ldm_trains_the_scratch_encoder_jointly_and_checkpoints_it(tmp_path):
     )
     before = {k: v.clone() for k, v in scratch.state_dict().items()}
     clip_before = {k: v.clone() for k, v in clip.state_dict().items()}
-    trainer = Trainer(
+    trainer = quiet_trainer(
         max_steps=2,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         limit_val_batches=0,
     )
     trainer.fit(model, datamodule=ToneDataModule(clips=2, batch_size=2))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -11,6 +10,7 @@ from lightning_auffusion.diffusion.vae_losses import PatchDiscriminator, discrim
 from lightning_auffusion.diffusion.vae_module import SpectrogramVAE, export_vae
 from tests.helpers import (
     ToneDataModule,
+    quiet_trainer,
     single_torch_thread,  # noqa: F401 (fixture)
     tiny_frontend_kwargs,
     tiny_ldm,
@@ -29,13 +29,8 @@ def tiny_vae_module(**kwargs) -> SpectrogramVAE:
 
 
 def _fit(module, tmp_path, steps, **kwargs):
-    trainer = pl.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
         default_root_dir=str(tmp_path),

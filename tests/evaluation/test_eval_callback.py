@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningModule
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_auffusion.callbacks.evaluation import EvaluationCallback
 from lightning_auffusion.evaluation import read_prompts
+from tests.helpers import quiet_trainer
 
 
 class RecordingLogger(Logger):
@@ -116,17 +117,13 @@ def test_callback_generates_scores_and_logs_during_fit(synthetic_set, tiny_clap_
     )
     data = DataLoader(TensorDataset(torch.randn(4, 4)), batch_size=2)
     logger = RecordingLogger()
-    trainer = Trainer(
+    trainer = quiet_trainer(
         max_epochs=2,
         logger=logger,
         callbacks=[callback],
-        accelerator="cpu",
         devices=1,
         num_sanity_val_steps=1,
         limit_val_batches=1,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
     )
     trainer.fit(TinyModule(), data, data)
 

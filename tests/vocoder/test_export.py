@@ -1,6 +1,5 @@
 import json
 
-import lightning as L
 import pytest
 import torch
 
@@ -8,6 +7,7 @@ from lightning_auffusion.audio.io import load_audio, save_wav
 from lightning_auffusion.cli import main
 from lightning_auffusion.vocoder import DiscriminatorConfig, load_hifigan_discriminators, load_vocoder
 from lightning_auffusion.vocoder.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
+from tests.helpers import quiet_trainer
 
 from .helpers import ToneDataModule, tone
 from .test_module import make_module
@@ -18,13 +18,8 @@ def trained_checkpoint(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("vocoder_run")
     torch.manual_seed(0)
     module = make_module()
-    trainer = L.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         limit_val_batches=0,
         default_root_dir=tmp,
     )

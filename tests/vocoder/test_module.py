@@ -9,6 +9,7 @@ from lightning.pytorch.loggers import Logger
 from lightning_auffusion.callbacks.vocoder_samples import VocoderSamplesCallback
 from lightning_auffusion.vocoder import load_vocoder
 from lightning_auffusion.vocoder.module import VocoderModule
+from tests.helpers import quiet_trainer
 
 from .helpers import ToneDataModule, tiny_discriminator_config, tiny_generator_config
 
@@ -27,18 +28,13 @@ def make_module(**overrides) -> VocoderModule:
 
 def make_trainer(tmp_path, **overrides) -> L.Trainer:
     args = dict(
-        accelerator="cpu",
         devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
         default_root_dir=tmp_path,
     )
     args.update(overrides)
-    return L.Trainer(**args)
+    return quiet_trainer(**args)
 
 
 def adam_steps(optimizer) -> int:
