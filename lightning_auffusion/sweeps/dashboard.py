@@ -246,6 +246,7 @@ def dashboard(
     output: str = "dashboard",
     title: str | None = None,
     media: Literal["embed", "copy"] = "embed",
+    compact_media: bool = False,
     wandb_project: str | None = None,
     wandb_entity: str | None = None,
 ) -> str:
@@ -258,6 +259,8 @@ def dashboard(
         title: Page title (default: the first folder's name).
         media: ``embed`` (audio and images inside the page as data URIs: one file to share) or ``copy``
             (into ``<output>/media/``, linked relatively: a smaller page).
+        compact_media: re-encode the media for the page (images as JPEG, audio as Ogg Vorbis), several times
+            smaller: for a page to commit or send. The run folders keep the original files.
         wandb_project: Also log the comparison as W&B Tables to a summary run in this project.
         wandb_entity: W&B entity of that project.
     """
@@ -276,7 +279,7 @@ def dashboard(
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     colors = _colors(collected)
-    link = H.MediaWriter(out, media)
+    link = H.MediaWriter(out, media, compact_media)
     notices = [RANDOM_NOTICE] if any(r.comparable is False for r in collected) else []
     notices += [f"{r.name} failed: {r.error}" for r in collected if r.status == "failed"]
     sections = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 from collections.abc import Callable
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
-MIME = {".png": "image/png", ".wav": "audio/wav", ".jpg": "image/jpeg", ".flac": "audio/flac"}
+MIME = {".png": "image/png", ".wav": "audio/wav", ".jpg": "image/jpeg", ".flac": "audio/flac", ".ogg": "audio/ogg"}
+COMPACT_JPEG_QUALITY = 80  # --compact_media: images as JPEG at this quality, audio as Ogg Vorbis
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222;max-width:1400px}
@@ -64,21 +66,43 @@ def short_param(value: Any) -> str:
 
 
 class MediaWriter:
-    """Media for the page: ``embed`` as data URIs, or ``copy`` into ``<output>/media/`` with relative links."""
+    """Media for the page: ``embed`` as data URIs, or ``copy`` into ``<output>/media/`` with relative links.
+    ``compact`` re-encodes them first (images as JPEG, audio as Ogg Vorbis: a page to commit or mail; the run
+    folders keep the originals)."""
 
-    def __init__(self, output: Path, mode: str) -> None:
-        self.output, self.mode, self.count = output, mode, 0
+    def __init__(self, output: Path, mode: str, compact: bool = False) -> None:
+        self.output, self.mode, self.compact, self.count = output, mode, compact, 0
 
     def __call__(self, path: Path, run_name: str) -> str:
         path = Path(path)
-        mime = MIME.get(path.suffix.lower(), "application/octet-stream")
+        data, suffix = compact_media(path) if self.compact else (path.read_bytes(), path.suffix.lower())
+        mime = MIME.get(suffix, "application/octet-stream")
         if self.mode == "embed":
-            return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+            return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
         self.count += 1
-        target = self.output / "media" / run_name / path.name
+        target = self.output / "media" / run_name / (path.stem + suffix)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(path.read_bytes())
+        target.write_bytes(data)
         return target.relative_to(self.output).as_posix()
+
+
+def compact_media(path: Path) -> tuple[bytes, str]:
+    """(bytes, suffix) of a smaller copy of ``path``: PNG -> JPEG, WAV/FLAC -> Ogg Vorbis; anything else as it is."""
+    buffer = io.BytesIO()
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            image.convert("RGB").save(buffer, format="JPEG", quality=COMPACT_JPEG_QUALITY)
+        return buffer.getvalue(), ".jpg"
+    if suffix in (".wav", ".flac"):
+        import soundfile as sf
+
+        audio, rate = sf.read(str(path), dtype="float32")
+        sf.write(buffer, audio, rate, format="OGG", subtype="VORBIS")
+        return buffer.getvalue(), ".ogg"
+    return path.read_bytes(), suffix
 
 
 def bar_chart(title: str, bars: list[tuple[str, float, str]], refs: list[tuple[str, float, str]], kind: str) -> str:

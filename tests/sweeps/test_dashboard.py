@@ -50,6 +50,12 @@ def page(sweep_folder, tmp_path_factory):
     return Path(dashboard([str(sweep_folder)], output=str(out), title="tiny sweep"))
 
 
+@pytest.fixture(scope="module")
+def compact_page(sweep_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dash_compact") / "dashboard"
+    return Path(dashboard([str(sweep_folder)], output=str(out), title="tiny sweep", compact_media=True))
+
+
 def test_runs_are_read_from_trial_folders_and_their_wandb_offline_runs(sweep_folder):
     folders = find_run_folders([str(sweep_folder)])
     assert [f.name for f in folders] == ["t000_dropout=0", "t001_dropout=0.5"]
@@ -88,6 +94,34 @@ def test_copy_mode_links_media_relatively(sweep_folder, tmp_path):
     assert len(links) == 6 and all((out / link).is_file() for link in links)
     with pytest.raises(SystemExit, match="not a folder"):
         dashboard([str(tmp_path / "missing")], output=str(out))
+
+
+def test_compact_media_are_jpeg_and_ogg_copies_smaller_than_the_originals(sweep_folder, compact_page, tmp_path):
+    import soundfile as sf
+    from PIL import Image
+
+    text = compact_page.read_text()
+    assert text.count('src="data:audio/ogg;base64,') == 4 and "data:audio/wav" not in text
+    assert text.count("data:image/jpeg;base64,") == 8 and "data:image/png" not in text
+    out = tmp_path / "dash"
+    text = Path(
+        dashboard([str(sweep_folder / "t000_dropout=0")], output=str(out), media="copy", compact_media=True)
+    ).read_text()
+    links = re.findall(r'src="(media/[^"]+)"', text)
+    assert sorted(Path(link).suffix for link in links) == [".jpg"] * 4 + [".ogg"] * 2
+    samples = sweep_folder / "t000_dropout=0" / "samples"
+    for link in links:
+        copy = out / link
+        original = samples / (copy.stem + {".jpg": ".png", ".ogg": ".wav"}[copy.suffix])
+        if copy.suffix == ".jpg":
+            with Image.open(copy) as a, Image.open(original) as b:
+                assert a.format == "JPEG" and a.size == b.size
+        else:
+            audio, rate = sf.read(str(copy))
+            assert (len(audio), rate) == (sf.info(str(original)).frames, sf.info(str(original)).samplerate)
+    assert sum((out / link).stat().st_size for link in links) < 0.5 * sum(
+        p.stat().st_size for p in samples.iterdir() if p.suffix in (".png", ".wav")
+    )
 
 
 def test_paper_rows_are_reference_lines_only_for_real_weights():
@@ -129,7 +163,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
-def test_page_renders_in_headless_chromium(page, tmp_path):
+@pytest.mark.parametrize("which", ["page", "compact_page"])
+def test_page_renders_in_headless_chromium(which, request, tmp_path):
+    page = request.getfixturevalue(which)
     base = [
         CHROMIUM,
         "--headless",
