@@ -111,7 +111,7 @@ def bar_chart(title: str, bars: list[tuple[str, float, str]], refs: list[tuple[s
     if not values:
         return ""
     top = max(max(values), 1e-9) * 1.1
-    width, left, row = 420, 150, 18
+    width, left, row = 500, 230, 18  # left: room for a trial name of about 36 characters
     height = 34 + row * len(bars) + 14 * len(refs)
     scale = (width - left - 50) / top
     parts = [
@@ -121,7 +121,7 @@ def bar_chart(title: str, bars: list[tuple[str, float, str]], refs: list[tuple[s
     for i, (label, value, color) in enumerate(bars):
         y = 26 + i * row
         parts.append(
-            f'<text x="{left - 4}" y="{y + 12}" font-size="11" text-anchor="end">{esc(label[:24])}</text>'
+            f'<text x="{left - 4}" y="{y + 12}" font-size="10" text-anchor="end">{esc(label[:36])}</text>'
             f'<rect x="{left}" y="{y}" width="{max(value, 0) * scale:.1f}" height="{row - 4}" fill="{color}"/>'
             f'<text x="{left + max(value, 0) * scale + 3:.1f}" y="{y + 12}" font-size="10">{esc(fmt(value, kind))}</text>'
         )
