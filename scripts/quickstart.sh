@@ -24,7 +24,7 @@ stamp "LDM"
 
 CKPT=runs/ldm_quickstart/checkpoints/last.ckpt
 # audio, spectrograms, cross-attention maps and the attention localisation for 8 held-out prompts, sampled with
-# the settings of the LDM config's `sampling` block (DPM-Solver++, 25 steps, guidance 3)
+# the settings of the LDM config's `sampling` block (DPM-Solver++, 25 steps, guidance 7)
 head -n 8 "$SYNTH/test.jsonl" > "$SYNTH/test_first8.jsonl"
 la generate --checkpoint "$CKPT" --prompt_file "$SYNTH/test_first8.jsonl" --output_dir "$OUT/generated" --attention_maps true
 stamp "generation"
