@@ -13,8 +13,8 @@ rendered audio is cut back to the clip's own length (at most the model's clip le
 
 The rows depend only on the decoders and the reference, not on the U-Net, so runs that share them (the trials of
 an encoder sweep) can share the rendered clips: with a ``cache`` folder the rendered clips of each row are kept
-under ``<cache>/<digest>/<row>/`` (float WAV), where the digest covers the VAE's and vocoder's weights, the front
-end's mel and image settings, the waveform decoder and the reference (its path and its files' sizes and times);
+under ``<cache>/<digest>/<row>/`` (float WAV), where the digest covers the VAE and front end (their latent
+fingerprint), the vocoder's weights, the waveform decoder and the reference (its path and its files' sizes and times);
 a later evaluation with the same digest scores those files instead of rendering again.
 """
 
@@ -26,7 +26,6 @@ import logging
 import os
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -125,33 +124,22 @@ class StageCeilings:
 COMPLETE_FILE = "complete.json"
 
 
-def _settings(obj) -> object:
-    return asdict(obj) if is_dataclass(obj) else repr(obj)
-
-
 def decoder_digest(pipeline, reference_key: str = "") -> str:
-    """A digest of what the ceiling rows depend on: the VAE's and vocoder's weights, the front end's mel, image,
-    clip length and normalisation settings, the waveform decoder and ``reference_key`` (the reference)."""
-    digest = hashlib.sha256()
-    for name in ("vae", "vocoder"):
-        part = getattr(pipeline, name, None)
-        digest.update(name.encode())
-        for key, tensor in sorted((part.state_dict() if part is not None else {}).items()):
-            digest.update(key.encode())
-            digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    frontend = pipeline.frontend
+    """A digest of what the ceiling rows depend on: the VAE and front end (``latent_fingerprint``, as latent shards
+    are tied to them), the vocoder's weights, the clip length, the waveform decoder and ``reference_key``."""
+    from lightning_auffusion.diffusion.latent_fingerprint import latent_fingerprint, module_weights_digest
+
+    vocoder = getattr(pipeline, "vocoder", None)
     settings = {
-        "mel": _settings(frontend.mel_config),
-        "image": _settings(frontend.image.config),
-        "n_frames": frontend.n_frames,
-        "peak_normalize": frontend.peak_normalize,
+        "vae_and_frontend": latent_fingerprint(pipeline.vae, pipeline.frontend),
+        "vocoder": module_weights_digest(vocoder) if vocoder is not None else None,
+        "n_frames": pipeline.frontend.n_frames,
         "waveform_decoder": getattr(pipeline, "waveform_decoder", "vocoder"),
         "griffin_lim_iters": getattr(pipeline, "griffin_lim_iters", None),
         "vae_scaling_factor": getattr(pipeline, "vae_scaling_factor", None),
         "reference": reference_key,
     }
-    digest.update(json.dumps(settings, sort_keys=True, default=repr).encode())
-    return digest.hexdigest()[:20]
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=repr).encode()).hexdigest()[:20]
 
 
 def reference_key(reference: str, files: dict[str, Path] | None) -> str:
