@@ -48,6 +48,9 @@ class EvaluationCallback(Callback):
         num_inference_steps: Denoising steps per generation.
         guidance_scale: Classifier-free guidance scale.
         scheduler: Sampler name.
+        duration_seconds: Length of each generated clip.
+            Each of these four left unset is the module's own (the ``sampling`` block of its config, what
+            ``generate`` and ``evaluate`` use), else the released default (``diffusion.sampling.DEFAULT_SAMPLING``).
         seed: Seed of prompt 0 (prompt i uses seed + i), fixed across evaluations.
         batch_size: Generation and extractor batch size.
         log_audio: How many of rank 0's clips to log as audio (0: none).
@@ -68,9 +71,10 @@ class EvaluationCallback(Callback):
         weights_dir: str | None = None,
         allow_random_weights: bool = False,
         max_prompts: int | None = None,
-        num_inference_steps: int = 25,
-        guidance_scale: float = 7.5,
-        scheduler: str = "pndm",
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        scheduler: str | None = None,
+        duration_seconds: float | None = None,
         seed: int = 0,
         batch_size: int = 8,
         log_audio: int = 4,
@@ -90,11 +94,13 @@ class EvaluationCallback(Callback):
         self.at_validation_end = at_validation_end
         self.weights_dir = weights_dir
         self.allow_random_weights = allow_random_weights
-        self.sampling = {
+        self.sampling_overrides = {
             "num_inference_steps": num_inference_steps,
             "guidance_scale": guidance_scale,
             "scheduler": scheduler,
+            "duration_seconds": duration_seconds,
         }
+        self.sampling: dict = {}  # resolved against the module's own settings in ``run``
         self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.log_audio = int(log_audio)
@@ -219,6 +225,9 @@ class EvaluationCallback(Callback):
         if self.suite is None:
             self.setup(trainer, pl_module, "fit")
         self._last_step = trainer.global_step
+        from lightning_auffusion.diffusion.sampling import resolve_sampling
+
+        self.sampling = resolve_sampling(getattr(pl_module, "sampling", None), **self.sampling_overrides)
         self._add_reference(trainer)
         rank, world = trainer.global_rank, trainer.world_size
         mine = [(i, *self.prompts[i]) for i in range(rank, len(self.prompts), world)]
@@ -227,12 +236,8 @@ class EvaluationCallback(Callback):
         clips, rate = [], 16000
         if self.attention_localisation:
             from lightning_auffusion.attention.localisation import LocalisationCollector
-            from lightning_auffusion.diffusion.sampling import DEFAULT_SAMPLING
 
-            duration = self.sampling.get(
-                "duration_seconds", DEFAULT_SAMPLING["duration_seconds"]
-            )  # what generate cuts to
-            self._localisation = LocalisationCollector(pl_module.frontend, duration)
+            self._localisation = LocalisationCollector(pl_module.frontend, self.sampling["duration_seconds"])
             self._localisation.metric.to(trainer.strategy.root_device)
         try:
             for start in range(0, len(mine), self.batch_size):

@@ -183,3 +183,39 @@ def test_callback_scores_and_logs_the_stage_ceilings_once(synthetic_set, tmp_pat
     trainer.global_step = 8
     callback.run(trainer, module)  # the LDM trains only its U-Net: the ceilings are not rendered again
     assert callback.ceiling_results == first and "eval/ceiling_vocoder/alignment_accuracy" in logger.metrics[-1][1]
+
+
+def test_sampling_settings_left_unset_are_the_modules_own(monkeypatch, synthetic_set):
+    """What ``generate`` and ``evaluate`` use for the module (its config's ``sampling`` block), so the clips scored
+    in the loop have the length the model was trained on; a setting given to the callback wins."""
+    from lightning_auffusion.diffusion import sampling as sampling_mod
+    from tests.helpers import tiny_ldm
+
+    calls = []
+
+    def fake_generate(module, prompts, **kwargs):
+        calls.append(kwargs)
+        return types.SimpleNamespace(audio=torch.zeros(len(prompts), 1600), sample_rate=16000)
+
+    monkeypatch.setattr(sampling_mod, "generate", fake_generate)
+    module = tiny_ldm(
+        sampling={"scheduler": "ddim", "num_inference_steps": 3, "guidance_scale": 2.0, "duration_seconds": 0.1}
+    )
+    trainer = types.SimpleNamespace(
+        global_rank=0,
+        world_size=1,
+        global_step=1,
+        is_global_zero=True,
+        logger=RecordingLogger(),
+        strategy=types.SimpleNamespace(root_device=torch.device("cpu")),
+        callback_metrics={},
+    )
+    own = EvaluationCallback(prompts=str(synthetic_set["prompts"]), metrics=["alignment"], max_prompts=1, log_audio=0)
+    own.run(trainer, module)
+    given = EvaluationCallback(
+        prompts=str(synthetic_set["prompts"]), metrics=["alignment"], max_prompts=1, log_audio=0, guidance_scale=5.0
+    )
+    given.run(trainer, module)
+    expected = {"scheduler": "ddim", "num_inference_steps": 3, "guidance_scale": 2.0, "duration_seconds": 0.1}
+    assert {k: calls[0][k] for k in expected} == expected
+    assert {k: calls[1][k] for k in expected} == {**expected, "guidance_scale": 5.0}
