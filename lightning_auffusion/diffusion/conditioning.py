@@ -2,7 +2,9 @@
 
 For each configured encoder (``EncoderSpec``) a caption becomes the encoder's sequence output
 (``last_hidden_state``), padded or truncated to ``max_length`` (77) tokens, then a ``ConditionAdapter``
-(Linear d -> cross_attention_dim, LayerNorm) maps it to the U-Net's cross-attention width. Several encoders
+(Linear d -> cross_attention_dim, LayerNorm) maps it to the U-Net's cross-attention width (with
+``token_position_channels`` the encoder output first gets each token's relative position in its caption,
+``diffusion.positions``). Several encoders
 are concatenated along the sequence axis (CLAP + Flan-T5: 154 x 768). In training each encoder's slot is
 dropped to zeros independently with its ``dropout`` rate; all dropped is the unconditional input, which is
 also what classifier-free guidance uses (zeros after the adapter, as released).
@@ -31,6 +33,7 @@ from torch import nn
 
 from lightning_auffusion.coerce import as_dataclass
 from lightning_auffusion.diffusion.encoders import EncoderSpec, build_text_encoder, build_tokenizer, hidden_size
+from lightning_auffusion.diffusion.positions import with_token_positions
 from lightning_auffusion.errors import UserInputError
 
 log = logging.getLogger(__name__)
@@ -92,7 +95,10 @@ class TextConditioner(nn.Module):
         self.encoders = nn.ModuleList(build_text_encoder(s) for s in specs)
         self.tokenizers = [build_tokenizer(s) for s in specs]
         self.condition_dims = [hidden_size(m) for m in self.encoders]
-        self.adapters = nn.ModuleList(ConditionAdapter(d, self.cross_attention_dim) for d in self.condition_dims)
+        self.adapters = nn.ModuleList(
+            ConditionAdapter(d + s.token_position_channels, self.cross_attention_dim)
+            for d, s in zip(self.condition_dims, specs)
+        )
         self.register_buffer(
             "drop_rates", torch.tensor([s.dropout for s in specs], dtype=torch.float32), persistent=False
         )
@@ -307,6 +313,7 @@ class TextConditioner(nn.Module):
                 hidden = fit_sequence(precomputed[spec.name].to(adapter.proj.weight.device), spec.max_length)
             else:
                 hidden = self.encode_hidden(index, captions)
+            hidden = with_token_positions(hidden, spec.token_position_channels)
             emb = adapter(hidden.to(adapter.proj.weight.dtype))
             if drop_mask is not None:
                 keep = ~drop_mask[:, index].to(device=emb.device, dtype=torch.bool)

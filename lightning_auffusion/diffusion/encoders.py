@@ -77,6 +77,9 @@ class EncoderSpec:
         subfolder: subfolder of ``pretrained`` holding the model (e.g. "text_encoder" of an SD-1.5 layout).
         tokenizer_subfolder: subfolder of the tokenizer source (e.g. "tokenizer" of an SD-1.5 layout).
         padding: "zeros" (released: zero hidden states after the caption) or "tokens" (pad tokens, SD style).
+        token_position_channels: sine/cosine channels of each token's relative position in its caption appended
+            to the encoder's output before the adapter (``diffusion.positions``); 0 (the default) is the recipe.
+            Needs padding "zeros" (the caption's own tokens are then known) and a text kind.
     """
 
     name: str
@@ -89,6 +92,7 @@ class EncoderSpec:
     subfolder: str | None = None
     tokenizer_subfolder: str | None = None
     padding: str = "zeros"
+    token_position_channels: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -106,6 +110,16 @@ class EncoderSpec:
             raise UserInputError(f"encoder {self.name!r}: dropout must be in [0, 1], got {self.dropout}")
         if self.padding not in PADDING_MODES:
             raise UserInputError(f"encoder {self.name!r}: padding must be one of {PADDING_MODES}, got {self.padding!r}")
+        channels = self.token_position_channels
+        if channels < 0 or channels % 2:
+            raise UserInputError(
+                f"encoder {self.name!r}: token_position_channels must be an even number >= 0, got {channels}"
+            )
+        if channels and (self.padding != "zeros" or self.kind in AUDIO_KINDS):
+            raise UserInputError(
+                f"encoder {self.name!r}: token_position_channels needs padding 'zeros' and a text kind "
+                f"(got padding {self.padding!r}, kind {self.kind!r})"
+            )
 
     @property
     def trainable(self) -> bool:

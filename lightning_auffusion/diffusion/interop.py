@@ -130,6 +130,7 @@ def read_condition_config(root: str | os.PathLike) -> list[dict[str, Any]]:
                 "condition_adapter": adapter_dir,
                 "max_length": int(item.get("condition_max_length") or item.get("max_length") or 77),
                 "padding": item.get("padding", "zeros"),
+                "token_position_channels": int(item.get("token_position_channels", 0)),
             }
         )
     names = [e["name"] for e in entries]
@@ -150,6 +151,7 @@ def encoder_specs(root: str | os.PathLike, dropout: float = 0.1) -> list[dict[st
             "max_length": e["max_length"],
             "dropout": dropout,
             "padding": e["padding"],
+            "token_position_channels": e["token_position_channels"],
         }
         for e in read_condition_config(root)
     ]
@@ -396,7 +398,7 @@ def _export_pipeline(pipeline: AuffusionPipeline, out_dir, dtype, feature_extrac
         _save_model(encoder, encoder_dir, dtype)
         tokenizer.save_pretrained(encoder_dir)
         adapter_dir.mkdir(parents=True, exist_ok=True)
-        condition_dim = int(conditioner.condition_dims[i])
+        condition_dim = int(adapter.proj.in_features)  # the encoder's width plus its token-position channels
         (adapter_dir / "config.json").write_text(
             json.dumps(
                 {
@@ -419,9 +421,16 @@ def _export_pipeline(pipeline: AuffusionPipeline, out_dir, dtype, feature_extrac
                 "cross_attention_dim": conditioner.cross_attention_dim,
                 "model_type": spec.kind,
                 "padding": spec.padding,
+                "token_position_channels": spec.token_position_channels,
             }
         )
     (out / CONDITION_CONFIG).write_text(json.dumps(entries, indent=4))
+    if any(spec.token_position_channels for spec in conditioner.specs):
+        log.warning(
+            "%s: encoders with token_position_channels; the released Auffusion code does not append them (its adapters "
+            "would refuse the width): load this layout with lightning_auffusion",
+            out,
+        )
 
     if pipeline.vocoder is not None:
         from lightning_auffusion.vocoder.checkpoint import save_auffusion_vocoder

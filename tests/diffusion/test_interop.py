@@ -220,3 +220,18 @@ def test_export_command_from_a_lightning_checkpoint(tmp_path):
     torch.testing.assert_close(generate(loaded, TEST_CAPTIONS[:1], **SAMPLE).latents, expected.latents, rtol=0, atol=0)
     with pytest.raises(FileNotFoundError, match="checkpoint .* not found"):
         export(str(tmp_path / "missing.ckpt"))
+
+
+def test_token_position_channels_survive_the_layout_round_trip(tmp_path):
+    from tests.helpers import tiny_spec
+
+    model = tiny_ldm(encoders=[tiny_spec("t5", token_position_channels=4)]).eval()
+    out = export_released(model, tmp_path / "layout")
+    entry = json.loads((out / "condition_config.json").read_text())[0]
+    adapter_config = json.loads((out / "condition_adapter_0" / "config.json").read_text())
+    width = model.conditioner.condition_dims[0]
+    assert entry["token_position_channels"] == 4 and adapter_config["condition_dim"] == width + 4
+    loaded = load_released(out)
+    assert loaded.conditioner.specs[0].token_position_channels == 4
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.conditioner(TEST_CAPTIONS), model.conditioner(TEST_CAPTIONS), rtol=0, atol=0)
