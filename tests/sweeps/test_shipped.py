@@ -84,6 +84,16 @@ def test_full_ldm_config_evaluates_in_the_loop_with_real_extractors():
         assert "callbacks" not in (yaml.safe_load(override.read_text()).get("trainer") or {})
 
 
+@pytest.mark.parametrize("config", ["conf/ldm/quickstart.yaml", "conf/ldm/longer/proof.yaml"])
+def test_quickstart_size_configs_evaluate_alignment_and_ceilings_in_the_loop(config):
+    data = yaml.safe_load((ROOT / config).read_text())
+    (callback,) = [c for c in data["trainer"]["callbacks"] if c["class_path"].endswith("EvaluationCallback")]
+    args = callback["init_args"]
+    assert args["metrics"] == ["alignment"] and args["ceilings"] is True and args["attention_localisation"] is True
+    assert args["reference"] and 0 < args["every_n_steps"] <= data["trainer"]["max_steps"]
+    assert not {"num_inference_steps", "guidance_scale", "scheduler"} & set(args)  # the model's own sampling block
+
+
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_table1_baselines_trials_differ_only_in_their_method_and_parse(index, tmp_path, capsys):
     from lightning_auffusion.cli import main
@@ -105,5 +115,6 @@ def test_table1_baselines_trials_differ_only_in_their_method_and_parse(index, tm
     method = {0: "auffusion", 1: "riffusion", 2: "audioldm"}[index]
     assert ((model.get("image") or {}).get("mode") == "riffusion") == (method == "riffusion")  # null = minmax
     assert (model["waveform_decoder"] == "griffin_lim") == (method == "riffusion")
+    assert (model["vocoder"] is None) == (method == "riffusion")  # the quickstart itself decodes with Griffin-Lim
     assert [e["kind"] for e in model["encoders"]] == (["clap_audio"] if method == "audioldm" else ["minilm"])
     assert evaluate["metrics"] == ["alignment"] and evaluate["ceilings"] is True
