@@ -5,7 +5,8 @@ share of the prompts (prompt ``i`` always with seed ``seed + i``), the metrics a
 syncs them across ranks), and rank 0 logs the scalars (``eval/fd``, ``eval/alignment_accuracy``, ...), a
 summary table and a per-clip table with the audio through the trainer's logger (W&B tables and audio when
 it is a ``WandbLogger``). Reference features are computed once and kept. The scalars also go into
-``trainer.callback_metrics`` so ``ModelCheckpoint`` can monitor them.
+``trainer.callback_metrics`` so ``ModelCheckpoint`` can monitor them. It runs with the random streams forked (as
+``SampleLoggingCallback``): training draws the same noise and dropout with or without it.
 
 With ``ceilings`` and a reference, the reference clips rendered through the module's vocoder alone and through
 its VAE then the vocoder (``lightning_auffusion.evaluation.ceilings``) are scored with the same metrics and
@@ -219,9 +220,16 @@ class EvaluationCallback(Callback):
             self.run(trainer, pl_module)
 
     # ------------------------------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def run(self, trainer: Trainer, pl_module: LightningModule) -> dict:
-        """Generate, score, log; returns the metrics (same on every rank)."""
+        """Generate, score, log; returns the metrics (same on every rank). Training's random streams (torch's,
+        Python's, NumPy's) are left as they were, so evaluating in the loop does not change what is trained."""
+        from lightning_auffusion.callbacks.sample_logging import isolated_rng
+
+        with isolated_rng(trainer.strategy.root_device):
+            return self._evaluate(trainer, pl_module)
+
+    @torch.no_grad()
+    def _evaluate(self, trainer: Trainer, pl_module: LightningModule) -> dict:
         if self.suite is None:
             self.setup(trainer, pl_module, "fit")
         self._last_step = trainer.global_step

@@ -185,7 +185,7 @@ def test_callback_scores_and_logs_the_stage_ceilings_once(synthetic_set, tmp_pat
     assert callback.ceiling_results == first and "eval/ceiling_vocoder/alignment_accuracy" in logger.metrics[-1][1]
 
 
-def test_sampling_settings_left_unset_are_the_modules_own(monkeypatch, synthetic_set):
+def test_sampling_settings_left_unset_are_the_modules_own_and_the_rng_is_untouched(monkeypatch, synthetic_set):
     """What ``generate`` and ``evaluate`` use for the module (its config's ``sampling`` block), so the clips scored
     in the loop have the length the model was trained on; a setting given to the callback wins."""
     from lightning_auffusion.diffusion import sampling as sampling_mod
@@ -195,6 +195,7 @@ def test_sampling_settings_left_unset_are_the_modules_own(monkeypatch, synthetic
 
     def fake_generate(module, prompts, **kwargs):
         calls.append(kwargs)
+        torch.rand(3)  # draws from the global stream, as a sampler may
         return types.SimpleNamespace(audio=torch.zeros(len(prompts), 1600), sample_rate=16000)
 
     monkeypatch.setattr(sampling_mod, "generate", fake_generate)
@@ -211,7 +212,9 @@ def test_sampling_settings_left_unset_are_the_modules_own(monkeypatch, synthetic
         callback_metrics={},
     )
     own = EvaluationCallback(prompts=str(synthetic_set["prompts"]), metrics=["alignment"], max_prompts=1, log_audio=0)
+    state = torch.get_rng_state()
     own.run(trainer, module)
+    assert torch.equal(torch.get_rng_state(), state)  # training's random stream is left as it was
     given = EvaluationCallback(
         prompts=str(synthetic_set["prompts"]), metrics=["alignment"], max_prompts=1, log_audio=0, guidance_scale=5.0
     )
