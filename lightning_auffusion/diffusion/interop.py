@@ -421,9 +421,10 @@ def _export_pipeline(pipeline: AuffusionPipeline, out_dir, dtype, feature_extrac
                 "cross_attention_dim": conditioner.cross_attention_dim,
                 "model_type": spec.kind,
                 "padding": spec.padding,
-                "token_position_channels": spec.token_position_channels,
             }
         )
+        if spec.token_position_channels:  # only then: a plain entry stays as the released files have it
+            entries[-1]["token_position_channels"] = spec.token_position_channels
     (out / CONDITION_CONFIG).write_text(json.dumps(entries, indent=4))
     if any(spec.token_position_channels for spec in conditioner.specs):
         log.warning(

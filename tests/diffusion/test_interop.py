@@ -80,6 +80,7 @@ def test_layout_matches_released_files(exported):
             and entry["condition_adapter_name"] == f"condition_adapter_{i}"
         )
         assert entry["condition_max_length"] == 77 and entry["cross_attention_dim"] == 32
+        assert "token_position_channels" not in entry  # only written when an encoder has them
         config = json.loads((exported / f"text_encoder_{i}" / "config.json").read_text())
         assert config["architectures"][0] in RELEASED_ARCHITECTURES
         adapter_config = json.loads((exported / f"condition_adapter_{i}" / "config.json").read_text())
