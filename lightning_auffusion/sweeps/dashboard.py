@@ -52,7 +52,7 @@ def runs_table_rows(runs: list[Run]) -> tuple[list[str], list[str], list[list]]:
     the runs table, shared by the page, the Markdown summary and W&B."""
     params, cols = varying_params(runs), metric_columns(runs)
     curved = [c for c in cols if any(r.best(c[1]) for r in runs)]
-    headers = ["run", "status", *params, *[c[0] for c in cols], *[f"best {c[0]} (step)" for c in curved]]
+    headers = ["run", "status", *params, *[c[0] for c in cols], *[f"best in-loop {c[0]} (step)" for c in curved]]
     kinds = ["name", "status", *["param"] * len(params), *[c[2] for c in cols], *["best"] * len(curved)]
     rows = []
     for r in runs:
