@@ -3,7 +3,7 @@
 # vocabulary, 1-3 events and held-out combinations), its VAE trained 2x and its LDM 6x as long, then
 #   - the curve of alignment and attention localisation against LDM steps (a checkpoint every 1000 steps, each
 #     judged on the 32 held-out test prompts: combinations never seen in training);
-#   - the stage ceilings (vocoder alone, VAE + vocoder) on the same clips;
+#   - the stage ceilings (decoder alone, VAE + decoder; Griffin-Lim, as the quickstart) on the same clips;
 #   - composition: the last checkpoint on the 32 val prompts too (new clips of combinations seen in training).
 # Outputs: runs/ldm_proof/eval/<checkpoint>/ (metrics.json, metrics.md), runs/ldm_proof/eval_seen/, and a page
 # comparing them all: runs/ldm_proof/dashboard/ (index.html, summary.md).
@@ -23,7 +23,7 @@ la fit --config conf/ldm/quickstart.yaml --config conf/ldm/longer/proof.yaml
 stamp "LDM"
 
 judge() {  # checkpoint, prompts, output folder, extra evaluate arguments
-    la evaluate --checkpoint "$1" --prompts "$2" --metrics '[alignment]' --attention_localisation true --batch_size 1 \
+    la evaluate --checkpoint "$1" --prompts "$2" --metrics '[alignment]' --attention_localisation true \
         --output "$3" "${@:4}"
 }
 last=""
