@@ -72,6 +72,27 @@ def test_trial_configs_of_shipped_sweeps_parse(sweep_name, index, tmp_path, caps
     assert str(tmp_path / "checkpoints") in dirs
 
 
+@pytest.mark.parametrize("sweep_name, index", [("quickstart_budget", 3), ("quickstart_pooled", 0)])
+def test_quickstart_budget_and_pooled_trials_parse_with_their_levers(sweep_name, index, tmp_path, capsys):
+    from lightning_auffusion.cli import main
+
+    spec = load_spec(ROOT / f"conf/sweeps/{sweep_name}.yaml")
+    trial = expand(spec)[index]
+    fit, _, _ = split_trial(load_config_files([str(ROOT / b) for b in spec.base]), spec, trial)
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(fit_config(fit, tmp_path, spec.name, trial.name)))
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(path), "--print_config"])
+    assert info.value.code in (0, None)
+    model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    assert model["waveform_decoder"] == "griffin_lim" and model["vocoder"] is None
+    if sweep_name == "quickstart_budget":  # 1400 steps with token-position channels on MiniLM
+        assert [e["token_position_channels"] for e in model["encoders"]] == [4]
+        assert model["unet"]["block_out_channels"] == [32, 64]
+    else:  # the caption pooled into the time embedding, the rest of the quickstart's U-Net kept
+        assert model["unet"]["addition_embed_type"] == "text" and model["unet"]["block_out_channels"] == [32, 64]
+
+
 def test_full_ldm_config_evaluates_in_the_loop_with_real_extractors():
     """conf/ldm/auffusion.yaml is the base of every full-size run (conf/ldm/encoders/*.yaml only swap encoders)."""
     config = yaml.safe_load((ROOT / "conf/ldm/auffusion.yaml").read_text())
