@@ -43,22 +43,27 @@ def test_shipped_sweep_files_expand_to_the_papers_settings():
     assert {t.params["evaluate.scheduler"] for t in sampling} == {"dpmsolver++"}
 
 
-@pytest.mark.parametrize(
-    "sweep_name, index",
-    [("table2_encoders", 4), ("quickstart_encoders", 5), ("quickstart_levers", 2)],
-)
-def test_trial_configs_of_shipped_sweeps_parse(sweep_name, index, tmp_path, capsys):
+def printed_trial_config(sweep_name: str, index: int, tmp_path, capsys) -> tuple[dict, dict]:
+    """Trial ``index`` of a shipped sweep as LightningCLI resolves it (``fit --print_config``), and its evaluate block."""
     from lightning_auffusion.cli import main
 
     spec = load_spec(ROOT / f"conf/sweeps/{sweep_name}.yaml")
     trial = expand(spec)[index]
-    fit, _, _ = split_trial(load_config_files([str(ROOT / b) for b in spec.base]), spec, trial)
+    fit, evaluate, _ = split_trial(load_config_files([str(ROOT / b) for b in spec.base]), spec, trial)
     path = tmp_path / "trial.yaml"
     path.write_text(yaml.safe_dump(fit_config(fit, tmp_path, spec.name, trial.name)))
     with pytest.raises(SystemExit) as info:
         main(["fit", "--config", str(path), "--print_config"])
     assert info.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
+    return yaml.safe_load(capsys.readouterr().out), evaluate
+
+
+@pytest.mark.parametrize(
+    "sweep_name, index",
+    [("table2_encoders", 4), ("quickstart_encoders", 5), ("quickstart_levers", 2)],
+)
+def test_trial_configs_of_shipped_sweeps_parse(sweep_name, index, tmp_path, capsys):
+    printed, _ = printed_trial_config(sweep_name, index, tmp_path, capsys)
     encoders = printed["model"]["init_args"]["encoders"]
     if sweep_name == "quickstart_levers":  # both levers: a 40-token caption, cross-attention at both levels
         assert [e["max_length"] for e in encoders] == [40]
@@ -74,17 +79,7 @@ def test_trial_configs_of_shipped_sweeps_parse(sweep_name, index, tmp_path, caps
 
 @pytest.mark.parametrize("sweep_name, index", [("quickstart_budget", 3), ("quickstart_pooled", 0)])
 def test_quickstart_budget_and_pooled_trials_parse_with_their_levers(sweep_name, index, tmp_path, capsys):
-    from lightning_auffusion.cli import main
-
-    spec = load_spec(ROOT / f"conf/sweeps/{sweep_name}.yaml")
-    trial = expand(spec)[index]
-    fit, _, _ = split_trial(load_config_files([str(ROOT / b) for b in spec.base]), spec, trial)
-    path = tmp_path / "trial.yaml"
-    path.write_text(yaml.safe_dump(fit_config(fit, tmp_path, spec.name, trial.name)))
-    with pytest.raises(SystemExit) as info:
-        main(["fit", "--config", str(path), "--print_config"])
-    assert info.value.code in (0, None)
-    model = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
+    model = printed_trial_config(sweep_name, index, tmp_path, capsys)[0]["model"]["init_args"]
     assert model["waveform_decoder"] == "griffin_lim" and model["vocoder"] is None
     if sweep_name == "quickstart_budget":  # 1400 steps with token-position channels on MiniLM
         assert [e["token_position_channels"] for e in model["encoders"]] == [4]
@@ -117,18 +112,9 @@ def test_quickstart_size_configs_evaluate_alignment_and_ceilings_in_the_loop(con
 
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_table1_baselines_trials_differ_only_in_their_method_and_parse(index, tmp_path, capsys):
-    from lightning_auffusion.cli import main
-
     spec = load_spec(ROOT / "conf/sweeps/table1_baselines.yaml")
-    trials = expand(spec)
-    assert len(trials) == 3 and spec.base == ["conf/ldm/quickstart.yaml"]
-    fit, evaluate, _ = split_trial(load_config_files([str(ROOT / b) for b in spec.base]), spec, trials[index])
-    path = tmp_path / "trial.yaml"
-    path.write_text(yaml.safe_dump(fit_config(fit, tmp_path, spec.name, trials[index].name)))
-    with pytest.raises(SystemExit) as info:
-        main(["fit", "--config", str(path), "--print_config"])
-    assert info.value.code in (0, None)
-    printed = yaml.safe_load(capsys.readouterr().out)
+    assert len(expand(spec)) == 3 and spec.base == ["conf/ldm/quickstart.yaml"]
+    printed, evaluate = printed_trial_config("table1_baselines", index, tmp_path, capsys)
     model, data = printed["model"]["init_args"], printed["data"]["init_args"]
     base = load_config_files([str(ROOT / b) for b in spec.base])
     assert printed["trainer"]["max_steps"] == base["trainer"]["max_steps"]
