@@ -37,6 +37,7 @@ from typing import Any
 
 from torch import nn
 
+from lightning_auffusion.diffusion.positions import check_position_channels
 from lightning_auffusion.errors import MissingInputError, UserInputError
 
 log = logging.getLogger(__name__)
@@ -110,11 +111,9 @@ class EncoderSpec:
             raise UserInputError(f"encoder {self.name!r}: dropout must be in [0, 1], got {self.dropout}")
         if self.padding not in PADDING_MODES:
             raise UserInputError(f"encoder {self.name!r}: padding must be one of {PADDING_MODES}, got {self.padding!r}")
-        channels = self.token_position_channels
-        if channels < 0 or channels % 2:
-            raise UserInputError(
-                f"encoder {self.name!r}: token_position_channels must be an even number >= 0, got {channels}"
-            )
+        channels = check_position_channels(
+            self.token_position_channels, f"encoder {self.name!r}: token_position_channels"
+        )
         if channels and (self.padding != "zeros" or self.kind in AUDIO_KINDS):
             raise UserInputError(
                 f"encoder {self.name!r}: token_position_channels needs padding 'zeros' and a text kind "

@@ -19,16 +19,19 @@ import math
 
 import torch
 
+from lightning_auffusion.errors import UserInputError
 
-def check_position_channels(channels: int) -> int:
+
+def check_position_channels(channels: int, name: str = "frame_position_channels") -> int:
+    """``channels`` as an int; refused (``name`` says which option) unless an even number >= 0."""
     if channels < 0 or channels % 2:
-        raise ValueError(f"frame_position_channels must be an even number >= 0 (sine/cosine pairs), got {channels}")
+        raise UserInputError(f"{name} must be an even number >= 0 (sine/cosine pairs), got {channels}")
     return int(channels)
 
 
 def position_encoding(x: torch.Tensor, channels: int) -> torch.Tensor:
     """``x.shape + (channels,)`` features of positions ``x`` in [0, 1): pair ``j`` is sin / cos of ``pi * 2**j * x``."""
-    check_position_channels(channels)
+    check_position_channels(channels, "position channels")
     rows = []
     for j in range(channels // 2):
         angle = math.pi * (2**j) * x.float()
